@@ -1,0 +1,65 @@
+"""Operator tasks against the cluster: create the bus's topics, publish the schemas."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from bus.kafka import Admin, bounded, make_producer
+from bus.schemas import SchemaRegistry
+from bus.settings import BusSettings
+from bus.topics import bus_topic_specs
+
+H_SCHEMA_TYPE = "bus-type"
+H_SCHEMA_VERSION = "bus-schema-version"
+
+
+async def apply_topics(
+    settings: BusSettings, *, partners: Iterable[str] = ()
+) -> tuple[list[str], int]:
+    """Create every missing topic, then (re)publish every schema; return (created, total)."""
+    registry = SchemaRegistry.load(settings.schemas_dir)
+    specs = bus_topic_specs(
+        settings.topics,
+        countries=settings.countries,
+        alert_types=registry.alert_types,
+        partners=partners,
+        partitions=settings.topic_partitions,
+        replication_factor=settings.topic_replication_factor,
+        ingress_retention_ms=settings.ingress_retention_ms,
+        dlq_retention_ms=settings.dlq_retention_ms,
+        audit_retention_ms=settings.audit_retention_ms,
+    )
+    async with Admin(settings) as admin:
+        created = await admin.ensure_topics(specs)
+    await publish_schemas(settings, registry)
+    return created, len(specs)
+
+
+async def publish_schemas(settings: BusSettings, registry: SchemaRegistry) -> int:
+    """Write every schema version to the compacted ``bus.schemas`` topic, keyed by fingerprint.
+
+    The key is the fingerprint as 16 hex digits (the wire bytes, in order); the value is the
+    schema JSON. Re-publishing is harmless: compaction keeps one record per fingerprint.
+    """
+    producer = make_producer(settings, client_suffix="schemas")
+    await bounded(producer.start(), settings.connect_timeout_ms, "Connecting to Kafka")
+    try:
+        futures = []
+        for sv in registry:
+            futures.append(
+                await producer.send(
+                    settings.topics.schemas,
+                    key=sv.fingerprint_hex.encode(),
+                    value=json.dumps(sv.schema_json, ensure_ascii=False).encode(),
+                    headers=[
+                        (H_SCHEMA_TYPE, sv.alert_type.encode()),
+                        (H_SCHEMA_VERSION, str(sv.version).encode()),
+                    ],
+                )
+            )
+        for future in futures:
+            await bounded(future, settings.publish_timeout_ms, "Publishing schemas")
+        return len(futures)
+    finally:
+        await producer.stop()

@@ -1,0 +1,235 @@
+"""``bus``: the one command line for everything an operator or a national system does.
+
+bus kafka start                       # local single-node broker (no Docker needed)
+bus keys generate rs                  # keys/rs.key (0600) and keys/rs.pub
+bus topics apply                      # ingress, dlq, audit and schemas topics
+bus publish --origin rs alert.json    # validate, sign, publish
+bus tail ingress.rs.trafficking-arrest --from-beginning --max 5
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from bus.errors import BusError
+from bus.logs import configure_logging
+from bus.settings import BusSettings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="bus",
+    help="Balkan Alert Bus: publish, route and read typed alerts on Apache Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+kafka_app = typer.Typer(help="Run a local single-node Kafka broker (KRaft) without Docker.")
+keys_app = typer.Typer(help="Ed25519 signing keys.")
+schemas_app = typer.Typer(help="The Avro schemas (the contract with partners).")
+topics_app = typer.Typer(help="Kafka topics of the bus.")
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(keys_app, name="keys")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> BusSettings:
+    settings = BusSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(coro_fn())
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+# -- kafka ---------------------------------------------------------------------------------------
+
+
+@kafka_app.command("start")
+def kafka_start() -> None:
+    """Fetch (once), format (once) and start the local broker; print its bootstrap address."""
+    from bus.kafka_local import LocalKafka
+
+    broker = LocalKafka(_settings())
+    before = broker.status()
+    if not before.running:
+        err.print(f"Starting Apache Kafka {broker.version} (data in {broker.data_dir}) …")
+    status = broker.start()
+    note = "already running" if before.running else "started"
+    err.print(f"Kafka {status.version} {note} (pid {status.pid}).")
+    out.print(status.bootstrap_servers, highlight=False)
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the local broker cleanly; its data stays for the next start."""
+    from bus.kafka_local import LocalKafka
+
+    stopped = LocalKafka(_settings()).stop()
+    err.print("Kafka stopped." if stopped else "Kafka was not running.")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Say whether the local broker runs, where, and with which data directory."""
+    from bus.kafka_local import LocalKafka
+
+    status = LocalKafka(_settings()).status()
+    state = f"running (pid {status.pid})" if status.running else "stopped"
+    out.print(f"kafka {status.version}: {state}", highlight=False)
+    out.print(f"bootstrap: {status.bootstrap_servers}", highlight=False)
+    out.print(f"data dir:  {status.data_dir}", highlight=False)
+    if not status.running:
+        raise typer.Exit(code=3)
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+@keys_app.command("generate")
+def keys_generate(
+    key_id: str = typer.Argument(..., help="Country code or partner id, e.g. rs or hub."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing key."),
+) -> None:
+    """Write <id>.key (mode 0600) and <id>.pub into BUS_KEYS_DIR."""
+    from bus.keys import generate_keypair
+
+    settings = _settings()
+    key_path, pub_path = generate_keypair(settings.keys_dir, key_id, overwrite=force)
+    err.print(f"Wrote {key_path} (private, mode 0600) and {pub_path} (share it with partners).")
+
+
+# -- schemas -------------------------------------------------------------------------------------
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Load every schema and check each version against every earlier one (both directions)."""
+    from bus.schemas import SchemaRegistry
+
+    registry = SchemaRegistry.load(_settings().schemas_dir)
+    problems = registry.compatibility_problems()
+    for sv in registry:
+        out.print(f"{sv.alert_type:<24} v{sv.version}  {sv.fingerprint_hex}", highlight=False)
+    if problems:
+        for problem in problems:
+            err.print(f"[red]incompatible:[/] {problem}", highlight=False)
+        raise typer.Exit(code=1)
+    err.print(f"{len(list(registry))} schema version(s): all compatible.")
+
+
+# -- topics --------------------------------------------------------------------------------------
+
+
+@topics_app.command("apply")
+def topics_apply() -> None:
+    """Create, idempotently, every topic of the bus and publish the schemas to bus.schemas."""
+    from bus.admin import apply_topics
+
+    created, total = _run(lambda: apply_topics(_settings()))
+    for name in created:
+        err.print(f"created {name}", highlight=False)
+    err.print(f"{total} topic(s) in place, {len(created)} created.")
+
+
+# -- publish and tail ----------------------------------------------------------------------------
+
+
+@app.command("publish")
+def publish(
+    files: list[Path] = typer.Argument(..., help="JSON files: one alert or a list of alerts."),
+    origin: str = typer.Option(..., "--origin", help="Country code to publish as (its key signs)."),
+    alert_type: str | None = typer.Option(
+        None, "--type", help="Alert type when the JSON has no 'alert_type' and the file name none."
+    ),
+) -> None:
+    """Validate, sign and publish alerts as country ORIGIN; print where each landed."""
+    from bus.publisher import Publisher, parse_alert
+
+    settings = _settings()
+    alerts = []
+    for path in files:
+        for index, data in enumerate(_read_alert_file(path)):
+            kind = data.get("alert_type") or alert_type or path.stem
+            try:
+                alerts.append(parse_alert(data, kind))
+            except BusError as exc:
+                raise BusError(f"{path} (alert {index}): {exc}") from exc
+
+    async def go() -> None:
+        async with Publisher(settings, origin=origin) as pub:
+            for result in await pub.publish_many(alerts):
+                out.print(
+                    json.dumps({"alert_id": str(result.alert_id), "topic": result.topic,
+                                "partition": result.partition, "offset": result.offset}),
+                    highlight=False, soft_wrap=True,
+                )  # fmt: skip
+
+    _run(go)
+    err.print(f"Published {len(alerts)} alert(s) as {origin}.")
+
+
+def _read_alert_file(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BusError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BusError(f"{path}: not valid UTF-8 JSON: {exc}") from exc
+    items = data if isinstance(data, list) else [data]
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BusError(
+                f"{path} (alert {index}): expected a JSON object, got {type(item).__name__}"
+            )
+    return items
+
+
+@app.command("tail")
+def tail(
+    topic: str = typer.Argument(..., help="Topic to read, e.g. ingress.rs.trafficking-arrest."),
+    from_beginning: bool = typer.Option(
+        False, "--from-beginning", help="Start at the oldest record."
+    ),
+    max_records: int | None = typer.Option(None, "--max", help="Stop after this many records."),
+    idle_timeout_ms: int | None = typer.Option(
+        None, "--idle-timeout-ms", help="Stop when nothing arrives for this long."
+    ),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Check signatures."),
+) -> None:
+    """Print decoded alerts as JSON lines (records that fail to decode or verify say why)."""
+    from bus.tail import tail_topic
+
+    def emit(line: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    _run(lambda: tail_topic(_settings(), topic, emit, from_beginning=from_beginning,
+                            max_records=max_records, idle_timeout_ms=idle_timeout_ms,
+                            verify=verify))  # fmt: skip
+
+
+def main() -> None:
+    try:
+        app()
+    except BusError as exc:
+        raise SystemExit(_fail(exc).exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

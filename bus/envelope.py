@@ -1,0 +1,172 @@
+"""Record headers of the contract, and opening a received record: decode, then verify.
+
+Headers (all bytes): ``bus-type``, ``bus-origin``, ``bus-alert-id``, ``bus-signature`` (raw
+64-byte Ed25519 signature of the value), ``bus-key-id`` (the origin, or ``hub`` for a copy the bus
+re-signed), ``bus-redacted`` (comma-separated field paths removed; absent when none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bus.codec import AlertCodec
+from bus.errors import DecodeError, OriginMismatch, SignatureError
+from bus.keys import HUB_KEY_ID, KeyRing
+from bus.models import Alert
+from bus.topics import TopicNames
+
+H_TYPE = "bus-type"
+H_ORIGIN = "bus-origin"
+H_ALERT_ID = "bus-alert-id"
+H_SIGNATURE = "bus-signature"
+H_KEY_ID = "bus-key-id"
+H_REDACTED = "bus-redacted"
+
+Headers = list[tuple[str, bytes]]
+
+
+def alert_headers(
+    alert: Alert, signature: bytes, key_id: str, redacted: Sequence[str] = ()
+) -> Headers:
+    headers: Headers = [
+        (H_TYPE, alert.alert_type.encode()),
+        (H_ORIGIN, alert.origin.encode()),
+        (H_ALERT_ID, str(alert.alert_id).encode()),
+        (H_SIGNATURE, signature),
+        (H_KEY_ID, key_id.encode()),
+    ]
+    if redacted:
+        headers.append((H_REDACTED, ",".join(redacted).encode()))
+    return headers
+
+
+def header_map(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, bytes]:
+    """The headers as a dict; the last value wins for a repeated name."""
+    return dict(headers or ())
+
+
+@dataclass(frozen=True)
+class ReceivedAlert:
+    """A record that decoded and verified, with where it came from."""
+
+    alert: Alert
+    alert_type: str
+    writer_version: int
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes = field(repr=False)
+    headers: dict[str, bytes] = field(repr=False)
+    key_id: str
+    redacted: tuple[str, ...] = ()
+
+    def log_context(self) -> dict[str, Any]:
+        return {
+            "alert_id": str(self.alert.alert_id),
+            "origin": self.alert.origin,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+        }
+
+
+class Stage:
+    """Where processing of a record failed; named in dead-letter headers."""
+
+    DECODE = "decode"
+    VERIFY = "verify"
+    HANDLE = "handle"
+
+
+class RecordError(Exception):
+    """A bus error with the stage at which it happened (internal)."""
+
+    def __init__(self, stage: str, error: Exception) -> None:
+        super().__init__(str(error))
+        self.stage = stage
+        self.error = error
+
+
+def open_record(
+    codec: AlertCodec,
+    keyring: KeyRing | None,
+    *,
+    names: TopicNames,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]] | None,
+) -> ReceivedAlert:
+    """Decode and verify one record; raise ``RecordError`` carrying the stage and the cause.
+
+    On an ``ingress.<cc>.<type>`` topic the signer, the header's origin, the topic's origin and
+    the type must all agree. Elsewhere (partner inboxes) the signer is the origin or the hub.
+    With ``keyring=None`` signatures are not checked (``bus tail --no-verify``).
+    """
+    hmap = header_map(headers)
+    if value is None:
+        raise RecordError(Stage.DECODE, DecodeError("Record has no value (a tombstone)"))
+    try:
+        decoded = codec.decode(value)
+    except DecodeError as exc:
+        raise RecordError(Stage.DECODE, exc) from exc
+    alert = decoded.alert
+    key_id = hmap.get(H_KEY_ID, b"").decode("utf-8", "replace")
+    redacted = tuple(
+        p for p in hmap.get(H_REDACTED, b"").decode("utf-8", "replace").split(",") if p
+    )
+    if keyring is not None:
+        try:
+            signature = hmap.get(H_SIGNATURE)
+            if signature is None or not key_id:
+                raise SignatureError(
+                    f"Record has no {H_SIGNATURE} or {H_KEY_ID} header; every value must be signed"
+                )
+            _check_signer(names, topic, alert, decoded.alert_type, key_id)
+            keyring.verify(key_id, value, signature)
+        except (SignatureError, OriginMismatch) as exc:
+            raise RecordError(Stage.VERIFY, exc) from exc
+    return ReceivedAlert(
+        alert=alert,
+        alert_type=decoded.alert_type,
+        writer_version=decoded.writer_version,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key,
+        value=value,
+        headers=hmap,
+        key_id=key_id,
+        redacted=redacted,
+    )
+
+
+def _check_signer(
+    names: TopicNames, topic: str, alert: Alert, alert_type: str, key_id: str
+) -> None:
+    ingress = names.parse_ingress(topic)
+    if ingress is not None:
+        origin, topic_type = ingress
+        if alert.origin != origin:
+            raise OriginMismatch(
+                f"Alert {alert.alert_id} on {topic} claims origin {alert.origin!r}; only "
+                f"{origin!r} may publish on this topic"
+            )
+        if alert_type != topic_type:
+            raise OriginMismatch(
+                f"Alert {alert.alert_id} is a {alert_type} on the {topic_type} topic {topic}"
+            )
+        if key_id != origin:
+            raise SignatureError(
+                f"Alert {alert.alert_id} on {topic} is signed by {key_id!r}; expected {origin!r}"
+            )
+    elif key_id not in (alert.origin, HUB_KEY_ID):
+        raise SignatureError(
+            f"Alert {alert.alert_id} from {alert.origin!r} is signed by {key_id!r}; expected "
+            f"the origin or {HUB_KEY_ID!r}"
+        )

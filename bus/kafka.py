@@ -1,0 +1,146 @@
+"""The thin layer over aiokafka: client construction from settings, bounded calls, topic admin.
+
+Everything else in the bus talks to Kafka through these functions, so that timeouts, error
+wrapping and client settings live in one place. aiokafka can wait forever when the broker is
+down (aiokafka issue #1101), so every call here is bounded by a timeout from settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError as _AioKafkaError
+
+from bus.errors import KafkaError, PublishTimeout
+from bus.settings import BusSettings
+from bus.topics import TopicSpec
+
+T = TypeVar("T")
+_TOPIC_ALREADY_EXISTS = 36
+
+
+async def bounded(
+    awaitable: Awaitable[T],
+    timeout_ms: int,
+    what: str,
+    *,
+    timeout_error: type[KafkaError] = PublishTimeout,
+) -> T:
+    """Await ``awaitable`` for at most ``timeout_ms``; wrap client errors in ``KafkaError``."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout_ms / 1000)
+    except TimeoutError as exc:
+        raise timeout_error(
+            f"{what}: no answer from Kafka within {timeout_ms} ms. Is the broker at "
+            "BUS_BOOTSTRAP_SERVERS running (`bus kafka status`)?"
+        ) from exc
+    except _AioKafkaError as exc:
+        raise KafkaError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def make_producer(
+    settings: BusSettings, *, transactional_id: str | None = None, client_suffix: str = "producer"
+) -> AIOKafkaProducer:
+    """An idempotent ``acks=all`` producer (transactional when ``transactional_id`` is given)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-{client_suffix}",
+        acks="all",
+        enable_idempotence=True,
+        transactional_id=transactional_id,
+        linger_ms=settings.linger_ms,
+        max_batch_size=settings.max_batch_size_bytes,
+        request_timeout_ms=settings.request_timeout_ms,
+        max_request_size=2 * 1024 * 1024,
+    )
+
+
+def make_consumer(
+    settings: BusSettings,
+    *topics: str,
+    group_id: str | None,
+    pattern: str | None = None,
+    from_beginning: bool = True,
+    client_suffix: str = "consumer",
+    **overrides: Any,
+) -> AIOKafkaConsumer:
+    """A ``read_committed`` consumer with manual commits; subscribe to ``topics`` or ``pattern``."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-{client_suffix}",
+        group_id=group_id,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),
+        request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+        max_poll_records=settings.max_poll_records,
+        metadata_max_age_ms=5000 if pattern else 300_000,
+        **overrides,
+    )
+    if pattern is not None:
+        consumer.subscribe(pattern=pattern)
+    return consumer
+
+
+class Admin:
+    """Topic administration, as an async context manager.
+
+    async with Admin(settings) as admin:
+        created = await admin.ensure_topics(specs)
+    """
+
+    def __init__(self, settings: BusSettings) -> None:
+        self._settings = settings
+        self._client = AIOKafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id=f"{settings.client_id}-admin",
+            request_timeout_ms=settings.request_timeout_ms,
+        )
+
+    async def __aenter__(self) -> Admin:
+        await bounded(
+            self._client.start(), self._settings.connect_timeout_ms, "Connecting the admin client",
+            timeout_error=KafkaError,
+        )  # fmt: skip
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close()
+
+    async def list_topics(self) -> set[str]:
+        topics = await bounded(
+            self._client.list_topics(), self._settings.request_timeout_ms, "Listing topics",
+            timeout_error=KafkaError,
+        )  # fmt: skip
+        return set(topics)
+
+    async def ensure_topics(self, specs: Iterable[TopicSpec]) -> list[str]:
+        """Create the topics that do not exist yet; return the names created."""
+        existing = await self.list_topics()
+        missing = [s for s in specs if s.name not in existing]
+        created: list[str] = []
+        # Small batches keep each CreateTopics request well inside the request timeout.
+        for i in range(0, len(missing), 50):
+            batch = missing[i : i + 50]
+            new = [
+                NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config)
+                for s in batch
+            ]
+            response = await bounded(
+                self._client.create_topics(new, timeout_ms=self._settings.request_timeout_ms),
+                self._settings.request_timeout_ms + 5000, "Creating topics",
+                timeout_error=KafkaError,
+            )  # fmt: skip
+            for name, code, *rest in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    message = rest[0] if rest else ""
+                    raise KafkaError(f"Creating topic {name} failed: error {code} {message}")
+            created += [s.name for s in batch]
+        return created

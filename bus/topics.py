@@ -1,0 +1,117 @@
+"""Topic names of the contract, and the specs of every topic ``bus topics apply`` creates."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+DLQ_TOPIC = "bus.dlq"
+AUDIT_TOPIC = "bus.audit"
+SCHEMAS_TOPIC = "bus.schemas"
+
+_CC = re.compile(r"^[a-z]{2}$")
+_PARTNER = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_INGRESS = re.compile(r"^ingress\.([a-z]{2})\.([a-z][a-z0-9-]*)$")
+
+
+def check_country(cc: str) -> str:
+    if not _CC.match(cc):
+        raise ValueError(
+            f"Country code {cc!r} is not valid: expected lower-case ISO 3166-1 alpha-2 "
+            "such as 'rs', 'mk' or 'xk' (Kosovo)"
+        )
+    return cc
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The contract's topic names, under an optional prefix (``BUS_TOPIC_PREFIX``).
+
+    A prefix such as ``staging.`` lets several environments share one cluster; with none, the
+    names are exactly the contract's.
+
+        names = TopicNames()
+        names.ingress("rs", "trafficking-arrest")   # 'ingress.rs.trafficking-arrest'
+        names.parse_ingress("ingress.rs.readmission") # ('rs', 'readmission')
+        names.inbox("europol")                        # 'partner.europol.inbox'
+    """
+
+    prefix: str = ""
+
+    @property
+    def dlq(self) -> str:
+        return self.prefix + DLQ_TOPIC
+
+    @property
+    def audit(self) -> str:
+        return self.prefix + AUDIT_TOPIC
+
+    @property
+    def schemas(self) -> str:
+        return self.prefix + SCHEMAS_TOPIC
+
+    @property
+    def ingress_pattern(self) -> str:
+        """A regular expression matching every ingress topic (for pattern subscriptions)."""
+        return "^" + re.escape(self.prefix) + r"ingress\.[a-z]{2}\.[a-z][a-z0-9-]*$"
+
+    def ingress(self, origin: str, alert_type: str) -> str:
+        return f"{self.prefix}ingress.{check_country(origin)}.{alert_type}"
+
+    def parse_ingress(self, topic: str) -> tuple[str, str] | None:
+        """(origin, alert type) of an ingress topic, or None for any other topic."""
+        if not topic.startswith(self.prefix):
+            return None
+        match = _INGRESS.match(topic[len(self.prefix) :])
+        return (match.group(1), match.group(2)) if match else None
+
+    def inbox(self, partner_id: str) -> str:
+        if not _PARTNER.match(partner_id):
+            raise ValueError(f"Partner id {partner_id!r} is not valid: lower-case, digits, dashes")
+        return f"{self.prefix}partner.{partner_id}.inbox"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the bus needs, with the settings it is created with."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def bus_topic_specs(
+    names: TopicNames,
+    *,
+    countries: Iterable[str],
+    alert_types: Iterable[str],
+    partners: Iterable[str] = (),
+    partitions: int,
+    replication_factor: int,
+    ingress_retention_ms: int,
+    dlq_retention_ms: int,
+    audit_retention_ms: int,
+) -> list[TopicSpec]:
+    """Every topic: ingress per country and type, partner inboxes, dlq, audit, schemas."""
+    types = sorted(alert_types)
+    specs = [
+        TopicSpec(names.ingress(cc, t), partitions, replication_factor,
+                  {"retention.ms": str(ingress_retention_ms)})
+        for cc in sorted(set(countries)) for t in types
+    ]  # fmt: skip
+    specs += [
+        TopicSpec(names.inbox(p), partitions, replication_factor,
+                  {"retention.ms": str(ingress_retention_ms)})
+        for p in sorted(set(partners))
+    ]  # fmt: skip
+    specs += [
+        TopicSpec(names.dlq, partitions, replication_factor,
+                  {"retention.ms": str(dlq_retention_ms)}),
+        # One partition keeps the audit a single hash chain in one order.
+        TopicSpec(names.audit, 1, replication_factor, {"retention.ms": str(audit_retention_ms)}),
+        TopicSpec(names.schemas, 1, replication_factor,
+                  {"cleanup.policy": "compact", "retention.ms": "-1"}),
+    ]  # fmt: skip
+    return specs
