@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import fastavro
-import pydantic
 
 from bus.errors import DecodeError, SchemaError, ValidationError
 from bus.models import ALERT_MODELS, Alert
@@ -116,11 +115,8 @@ class AlertCodec:
         model = ALERT_MODELS[writer.alert_type]
         try:
             alert = model.from_avro(record)
-        except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
+        except ValidationError as exc:
             raise DecodeError(
-                f"{writer.alert_type} v{writer.version} decodes, but is not a valid alert: "
-                f"{where}: {first['msg']}"
+                f"{writer.alert_type} v{writer.version} decodes, but is not a valid alert: {exc}"
             ) from exc
         return DecodedAlert(writer.alert_type, writer.version, alert)

@@ -1,0 +1,65 @@
+"""The base of every alert type: a header, a typed body, and the Avro dict form."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar, Self
+
+import pydantic
+
+from bus.errors import ValidationError
+from bus.models._common import Record
+from bus.models.header import AlertHeader
+
+
+class Alert(Record):
+    """One alert: the common ``header`` followed by the fields of its type.
+
+    Subclasses name their alert type and Avro record; their fields mirror
+    ``schemas/<alert_type>/v<N>.avsc`` one for one, with the same names, so that JSON written
+    with Avro field names validates directly::
+
+        alert = TraffickingArrest.model_validate_json(Path("alert.json").read_text())
+        record = alert.to_avro()                       # for fastavro's writer
+        assert TraffickingArrest.from_avro(record) == alert
+    """
+
+    #: Kebab-case alert type, as in topic names and ``schemas/<alert_type>/``.
+    alert_type: ClassVar[str]
+    #: Full name of the Avro record, e.g. ``eu.balkanalertbus.TraffickingArrest``.
+    avro_name: ClassVar[str]
+
+    header: AlertHeader
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> Self:
+        """Build the alert from a dict as fastavro's reader returns it.
+
+        Raises ``bus.errors.ValidationError`` naming the first field that does not fit.
+        """
+        try:
+            return cls.model_validate(record)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            # The message leaves out the offending value: it may be personal data.
+            raise ValidationError(
+                f"{cls.avro_name} record does not fit the model at {field or '<root>'!r}: "
+                f"{first['msg']} ({exc.error_count()} error(s) in all); check that the writer "
+                f"used schemas/{cls.alert_type}/",
+                field=field or None,
+            ) from exc
+
+    @property
+    def alert_id(self) -> uuid.UUID:
+        return self.header.alert_id
+
+    @property
+    def origin(self) -> str:
+        return self.header.origin
+
+    @property
+    def record_key(self) -> bytes:
+        """Kafka record key: the case reference if any, else the alert id, so a case keeps order."""
+        key = self.header.case_ref if self.header.case_ref else str(self.header.alert_id)
+        return key.encode("utf-8")

@@ -1,0 +1,57 @@
+"""Realistic alerts for tests, made from the examples with fresh ids and chosen origins."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import uuid
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from bus.models import ALERT_MODELS, ALERT_TYPES, Alert
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "alerts"
+_counter = itertools.count()
+
+
+@cache
+def example_json(alert_type: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EXAMPLES / f"{alert_type}.json").read_text("utf-8"))
+    return data
+
+
+def example_alert(alert_type: str) -> Alert:
+    return ALERT_MODELS[alert_type].model_validate(example_json(alert_type))
+
+
+def make_alert(
+    alert_type: str,
+    origin: str = "rs",
+    *,
+    tlp: str | None = None,
+    case_ref: str | None = None,
+    **header: Any,
+) -> Alert:
+    """The example of ``alert_type`` as a new alert from ``origin``."""
+    data = json.loads(json.dumps(example_json(alert_type)))
+    n = next(_counter)
+    data["header"].update(
+        alert_id=str(uuid.uuid4()),
+        origin=origin,
+        case_ref=case_ref if case_ref is not None else f"{origin.upper()}-T-{n}",
+        **({"tlp": tlp} if tlp else {}),
+        **header,
+    )
+    return ALERT_MODELS[alert_type].model_validate(data)
+
+
+def mixed_alerts(
+    count: int, origins: tuple[str, ...] = ("rs", "mk", "al"), seed: int = 7
+) -> list[Alert]:
+    """``count`` alerts cycling through every type and the given origins."""
+    rng = random.Random(seed)
+    return [
+        make_alert(ALERT_TYPES[i % len(ALERT_TYPES)], rng.choice(origins)) for i in range(count)
+    ]
