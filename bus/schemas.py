@@ -50,9 +50,12 @@ class SchemaVersion:
 
 
 def crc64_avro_fingerprint(canonical_form: str) -> bytes:
-    """The Avro CRC-64 fingerprint of a canonical form, as the 8 little-endian wire bytes."""
-    value = int(fastavro.schema.fingerprint(canonical_form, "CRC-64-AVRO"), 16)
-    return value.to_bytes(8, "little")
+    """The Avro CRC-64 fingerprint of a canonical form, as the 8 little-endian wire bytes.
+
+    fastavro returns the hex text of those bytes already in wire order (for the schema "int",
+    CRC 0x7275d51a3f395c8f, it returns "8f5c393f1ad57572"), as Apache Avro's reference does.
+    """
+    return bytes.fromhex(fastavro.schema.fingerprint(canonical_form, "CRC-64-AVRO"))
 
 
 def load_schema_file(path: Path, alert_type: str, version: int) -> SchemaVersion:

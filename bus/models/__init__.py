@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from bus.models._common import CountryCode, UtcDatetime
+from bus.models._common import CountryCode, IsoDate, UtcDatetime
 from bus.models.base import Alert
 from bus.models.citizen_assistance import AssistanceAction, CitizenAssistance, LocalisedText
 from bus.models.foreign_fighter_travel import (
@@ -66,6 +66,7 @@ __all__ = [
     "HandlingCode",
     "HitAction",
     "IrregularCrossing",
+    "IsoDate",
     "LocalisedText",
     "MessageType",
     "NationalityCount",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -26,23 +26,79 @@ def _country_code(value: Any) -> Any:
     return value
 
 
+#: The instant Avro timestamps count from: 1970-01-01T00:00:00Z.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+_NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _epoch_millis(value: Any) -> Any:
+    # The schemas carry instants as a plain Avro long: milliseconds since the Unix epoch, UTC.
+    # An int here is such a count (pydantic alone would read it as seconds, or guess
+    # milliseconds for large values). Floats and numeric strings are refused rather than
+    # guessed at; ISO 8601 strings and datetimes go on to pydantic. The messages leave out the
+    # value: it may be personal data.
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return EPOCH + value * _MILLISECOND
+        except OverflowError:
+            raise ValueError(
+                "expected milliseconds since the Unix epoch within years 1 to 9999, got an "
+                "integer out of that range"
+            ) from None
+    if isinstance(value, bool | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        got = "a string holding a number" if isinstance(value, str) else type(value).__name__
+        raise ValueError(
+            f"expected an integer count of milliseconds since the Unix epoch or an ISO 8601 "
+            f"timestamp such as '2014-07-29T10:15:00Z', got {got}"
+        )
+    return value
+
+
 def _utc_millis(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(
             f"expected a timezone-aware datetime such as '2014-07-29T10:15:00Z', got the naive "
             f"{value.isoformat()!r}; add 'Z' or an offset such as '+02:00'"
         )
-    # Avro timestamp-millis holds milliseconds: truncating here makes a decoded alert equal
-    # the one that was encoded.
-    utc = value.astimezone(UTC)
+    # Avro carries whole milliseconds: truncating here makes a decoded alert equal the one that
+    # was encoded.
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        raise ValueError("expected an instant within years 1 to 9999 UTC") from None
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
+def _iso_date(value: Any) -> Any:
+    # The schemas carry dates as a plain Avro string, an ISO 8601 calendar date "YYYY-MM-DD";
+    # pydantic alone would also take Unix timestamps and datetime strings. The message leaves out
+    # the value: dates of birth are personal data.
+    malformed = isinstance(value, str) and _ISO_DATE.fullmatch(value) is None
+    if malformed or isinstance(value, int | float):  # bool is an int
+        got = "a string in another format" if isinstance(value, str) else type(value).__name__
+        raise ValueError(f"expected an ISO 8601 calendar date 'YYYY-MM-DD', got {got}")
+    return value
+
+
+def to_epoch_millis(value: datetime) -> int:
+    """Milliseconds since the Unix epoch of a timezone-aware ``value``, by exact integer arithmetic
+    (floor division, so instants before 1970 are negative and sub-millisecond parts dropped)."""
+    return (value - EPOCH) // _MILLISECOND
 
 
 #: A lower-case ISO 3166-1 alpha-2 country code (``xk`` for Kosovo); upper case is lowered.
 CountryCode = Annotated[str, BeforeValidator(_country_code)]
 
 #: A timezone-aware instant, normalised to UTC and truncated to milliseconds; naive is rejected.
-UtcDatetime = Annotated[datetime, AfterValidator(_utc_millis)]
+#: Besides datetimes and ISO 8601 strings it takes an int: milliseconds since the Unix epoch, the
+#: Avro form (``to_avro`` writes that).
+UtcDatetime = Annotated[datetime, BeforeValidator(_epoch_millis), AfterValidator(_utc_millis)]
+
+#: A calendar date; as a string it must be ISO 8601 "YYYY-MM-DD", the Avro form (``to_avro``
+#: writes that). Numbers are refused.
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 class Record(BaseModel):
@@ -51,7 +107,12 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def to_avro(self) -> dict[str, Any]:
-        """This record as the dict fastavro's writer takes, fields in schema order."""
+        """This record as the dict fastavro's writer takes, fields in schema order.
+
+        Enums become their symbols and UUIDs their canonical lower-case text; datetimes become
+        milliseconds since the Unix epoch (an int) and dates ISO 8601 "YYYY-MM-DD" strings, as
+        the schemas, which use no Avro logical types, declare them.
+        """
         return {name: _to_avro_value(getattr(self, name)) for name in type(self).model_fields}
 
 
@@ -64,6 +125,10 @@ def _to_avro_value(value: Any) -> Any:
         return str(value)
     if isinstance(value, list):
         return [_to_avro_value(item) for item in value]
-    if isinstance(value, str | int | float | bool | date | None):  # datetime is a date
+    if isinstance(value, datetime):  # before date: a datetime is a date
+        return to_epoch_millis(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool | None):
         return value
     raise TypeError(f"no Avro form for {type(value).__name__}: {value!r}")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
 
 from pydantic import Field
 
-from bus.models._common import CountryCode, Record
+from bus.models._common import CountryCode, IsoDate, Record
 
 
 class TravelDocumentKind(StrEnum):
@@ -57,7 +56,7 @@ class TravelDocument(Record):
     kind: TravelDocumentKind
     number: str | None = None
     issuing_country: CountryCode | None = None
-    expires_on: date | None = None
+    expires_on: IsoDate | None = None
 
 
 class PersonRef(Record):
@@ -74,7 +73,7 @@ class PersonRef(Record):
     family_name_original: str | None = None
     given_names_original: str | None = None
     original_script: OriginalScript | None = None
-    date_of_birth: date | None = None
+    date_of_birth: IsoDate | None = None
     nationality: CountryCode | None = None
     sex: Sex | None = None
     travel_document: TravelDocument | None = None

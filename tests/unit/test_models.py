@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import copy
 import io
 import json
@@ -23,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
+from pydantic.fields import FieldInfo
 
 import bus.models
 from bus.errors import BusError
@@ -32,6 +34,7 @@ from bus.models import (
     ALERT_TYPES,
     Alert,
     AlertHeader,
+    IsoDate,
     MessageType,
     OriginalScript,
     PersonRef,
@@ -41,6 +44,7 @@ from bus.models import (
     TraffickingArrest,
     TravelDocument,
     TravelDocumentKind,
+    UtcDatetime,
     WarningMarker,
 )
 
@@ -86,7 +90,17 @@ _PRIMITIVES: dict[str, type] = {
     "double": float,
     "boolean": bool,
 }
-_LOGICAL: dict[str, type] = {"timestamp-millis": datetime, "date": date, "uuid": uuid.UUID}
+#: What a field doc must say of each rich model type, which Avro carries as a plain primitive
+#: (the schemas use no logical types: implementations disagree on their canonical form).
+MILLIS_DOC = "milliseconds since the Unix epoch, UTC"
+DATE_DOC = "ISO 8601 calendar date 'YYYY-MM-DD'"
+UUID_DOC = "UUID as canonical lower-case text"
+_RICH: tuple[tuple[Any, str, str], ...] = (
+    # model annotation (compared whole, validators and all), Avro primitive, doc phrase
+    (UtcDatetime, "long", MILLIS_DOC),
+    (IsoDate, "string", DATE_DOC),
+    (uuid.UUID, "string", UUID_DOC),
+)
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -94,6 +108,11 @@ def _unwrap(annotation: Any) -> Any:
     while typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     return annotation
+
+
+def _annotation(info: FieldInfo) -> Any:
+    # pydantic keeps the validators of a top-level Annotated (UtcDatetime) apart, in metadata.
+    return typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
 
 
 def _is_union(annotation: Any) -> bool:
@@ -137,28 +156,54 @@ class _Agreement:
                     )
             elif not info.is_required():
                 self._problem(where, "model has a default, Avro has none")
-            self.type(field["type"], info.annotation, where)
+            self.type(field["type"], _annotation(info), where, field.get("doc", ""))
 
-    def type(self, avro_type: Any, annotation: Any, path: str) -> None:
+    def type(self, avro_type: Any, annotation: Any, path: str, doc: str) -> None:
+        if isinstance(avro_type, dict) and "logicalType" in avro_type:
+            self._problem(path, f"the schemas use no logical types, got {avro_type}")
+            return
+        if self._rich(avro_type, annotation, path, doc):
+            return
         annotation = _unwrap(annotation)
         if isinstance(avro_type, str) and avro_type in self.named:
             avro_type = self.named[avro_type]
         if isinstance(avro_type, list):
-            self._union(avro_type, annotation, path)
+            self._union(avro_type, annotation, path, doc)
             return
         if _is_union(annotation):
             self._problem(path, f"model is Optional ({annotation}), Avro {avro_type} is not")
             return
         if isinstance(avro_type, dict):
-            self._complex(avro_type, annotation, path)
+            self._complex(avro_type, annotation, path, doc)
             return
         expected = _PRIMITIVES.get(avro_type)
         if expected is None:
             self._problem(path, f"unexpected Avro type {avro_type!r}")
         elif annotation is not expected:  # `is`: bool must not pass for int
             self._problem(path, f"Avro {avro_type} needs {expected.__name__}, model {annotation}")
+        for _, _, phrase in _RICH:
+            if phrase in doc:
+                self._problem(path, f"doc says {phrase!r}, model {annotation} is a plain value")
 
-    def _union(self, avro_type: list[Any], annotation: Any, path: str) -> None:
+    def _rich(self, avro_type: Any, annotation: Any, path: str, doc: str) -> bool:
+        """Checks a field whose model type is rich (datetime, date, UUID); False if it is not."""
+        if isinstance(avro_type, dict) and avro_type.get("type") not in ("record", "enum", "array"):
+            avro_type = avro_type["type"]  # {"type": "long"} is "long"
+        for rich, primitive, phrase in _RICH:
+            if annotation == rich:
+                if avro_type != primitive:
+                    self._problem(path, f"model {annotation} needs {primitive}, not {avro_type}")
+                if phrase not in doc:
+                    self._problem(path, f"the doc must say {phrase!r}, got {doc!r}")
+                return True
+        bare = _unwrap(annotation)
+        if bare in (datetime, date) and not _is_union(annotation):
+            # A bare datetime would read an Avro long as seconds, a bare date take timestamps.
+            self._problem(path, f"model {annotation} must be UtcDatetime or IsoDate")
+            return True
+        return False
+
+    def _union(self, avro_type: list[Any], annotation: Any, path: str, doc: str) -> None:
         if len(avro_type) != 2 or avro_type[0] != "null":
             self._problem(path, f"only ['null', T] unions are used, got {avro_type}")
             return
@@ -169,20 +214,15 @@ class _Agreement:
         if len(rest) != 1:
             self._problem(path, f"model {annotation} is a union of several types")
             return
-        self.type(avro_type[1], rest[0], path)
+        self.type(avro_type[1], rest[0], path, doc)
 
-    def _complex(self, avro_type: dict[str, Any], annotation: Any, path: str) -> None:
+    def _complex(self, avro_type: dict[str, Any], annotation: Any, path: str, doc: str) -> None:
         kind = avro_type["type"]
-        logical = avro_type.get("logicalType")
-        if logical is not None:
-            expected = _LOGICAL.get(logical)
-            if expected is None or annotation is not expected:
-                self._problem(path, f"Avro {logical} needs {expected}, model {annotation}")
-        elif kind == "array":
+        if kind == "array":
             if typing.get_origin(annotation) is not list:
                 self._problem(path, f"Avro array needs a list, model {annotation}")
                 return
-            self.type(avro_type["items"], typing.get_args(annotation)[0], f"{path}[]")
+            self.type(avro_type["items"], typing.get_args(annotation)[0], f"{path}[]", doc)
         elif kind == "record":
             if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
                 self._problem(path, f"Avro record needs a model, model {annotation}")
@@ -192,7 +232,7 @@ class _Agreement:
             self._define(avro_type)
             self._enum(avro_type, annotation, path)
         else:
-            self.type(kind, annotation, path)  # {"type": "string"} and the like
+            self.type(kind, annotation, path, doc)  # {"type": "string"} and the like
 
     def _enum(self, avro_type: dict[str, Any], annotation: Any, path: str) -> None:
         if not (isinstance(annotation, type) and issubclass(annotation, StrEnum)):
@@ -267,6 +307,48 @@ def test_schema_parses_with_fastavro_and_avro(alert_type: str) -> None:
     canonical = fastavro.schema.to_parsing_canonical_form(parsed)
     assert json.loads(canonical)["name"] == ALERT_MODELS[alert_type].avro_name
     assert len(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")) == 16
+
+
+def _keys(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _keys(item)
+
+
+@pytest.mark.parametrize("alert_type", ALERT_TYPES)
+def test_schema_uses_no_logical_types(alert_type: str) -> None:
+    # Implementations disagree on the canonical form of logical-typed primitives (Java and
+    # fastavro write "long", the avro package {"type":"long"}), hence on the fingerprint that
+    # single-object encoding carries; instants, dates and UUIDs are plain long and string.
+    assert "logicalType" not in set(_keys(schema_json(alert_type)))
+
+
+@pytest.mark.parametrize("alert_type", ALERT_TYPES)
+def test_fastavro_and_avro_agree_on_canonical_form_and_fingerprint(alert_type: str) -> None:
+    js = schema_json(alert_type)
+    canonical = fastavro.schema.to_parsing_canonical_form(fastavro.schema.parse_schema(js))
+    reference = avro.schema.parse(json.dumps(js))
+    assert canonical == reference.canonical_form
+    # Both give the 8 fingerprint bytes in wire (little-endian) order: fastavro as hex text.
+    fingerprint = bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+    assert fingerprint == reference.fingerprint("CRC-64-AVRO")
+    assert len(fingerprint) == 8
+
+
+def test_fingerprint_bytes_are_the_little_endian_crc_of_the_avro_spec() -> None:
+    # The Avro spec's test vector: CRC-64-AVRO("int") is 8247732601305521295 = 0x7275d51a3f395c8f,
+    # and its single-object header is c3 01 8f 5c 39 3f 1a d5 75 72 (little-endian). Neither
+    # library returns the CRC as a number: avro gives the wire bytes, fastavro their hex, so
+    # int(hex, 16).to_bytes(8, "little") would reverse them.
+    crc = 8247732601305521295
+    wire = bytes.fromhex("8f5c393f1ad57572")
+    assert crc.to_bytes(8, "little") == wire
+    assert avro.schema.parse('"int"').fingerprint("CRC-64-AVRO") == wire
+    assert fastavro.schema.fingerprint('"int"', "CRC-64-AVRO") == wire.hex()
 
 
 def test_fingerprints_are_distinct() -> None:
@@ -376,8 +458,36 @@ def _drop_symbol(schema: dict[str, Any]) -> None:
     _field(schema, "header.tlp")["type"]["symbols"].remove("AMBER_STRICT")
 
 
-def _no_logical_type(schema: dict[str, Any]) -> None:
-    _field(schema, "arrested_at")["type"] = "long"
+def _logical_type(schema: dict[str, Any]) -> None:
+    _field(schema, "arrested_at")["type"] = {"type": "long", "logicalType": "timestamp-millis"}
+
+
+def _timestamp_as_string(schema: dict[str, Any]) -> None:
+    _field(schema, "arrested_at")["type"] = "string"
+
+
+def _timestamp_doc_without_unit(schema: dict[str, Any]) -> None:
+    _field(schema, "arrested_at")["doc"] = "When the arrest was made (UTC)."
+
+
+def _date_as_int(schema: dict[str, Any]) -> None:
+    _field(schema, "suspects.date_of_birth")["type"] = ["null", "int"]
+
+
+def _date_doc_without_format(schema: dict[str, Any]) -> None:
+    _field(schema, "suspects.travel_document.expires_on")["doc"] = "Expiry date."
+
+
+def _uuid_as_long(schema: dict[str, Any]) -> None:
+    _field(schema, "header.alert_id")["type"] = "long"
+
+
+def _uuid_doc_without_form(schema: dict[str, Any]) -> None:
+    _field(schema, "header.references")["doc"] = "Ids of earlier alerts."
+
+
+def _millis_doc_on_a_plain_int(schema: dict[str, Any]) -> None:
+    _field(schema, "victim_count")["doc"] = f"Victims, in {MILLIS_DOC}."
 
 
 def _int_to_double(schema: dict[str, Any]) -> None:
@@ -410,7 +520,14 @@ def _string_to_boolean(schema: dict[str, Any]) -> None:
         _nullable,
         _not_an_array,
         _drop_symbol,
-        _no_logical_type,
+        _logical_type,
+        _timestamp_as_string,
+        _timestamp_doc_without_unit,
+        _date_as_int,
+        _date_doc_without_format,
+        _uuid_as_long,
+        _uuid_doc_without_form,
+        _millis_doc_on_a_plain_int,
         _int_to_double,
         _swap_fields,
         _drop_nested_field,
@@ -424,6 +541,43 @@ def test_agreement_check_catches_a_broken_schema(
     schema = copy.deepcopy(schema_json("trafficking-arrest"))
     breakage(schema)
     assert disagreements(schema, TraffickingArrest) != []
+
+
+@pytest.mark.parametrize(
+    ("avro_type", "annotation", "doc"),
+    [
+        ("long", datetime, MILLIS_DOC),  # pydantic alone reads an int as seconds
+        ("long", int, MILLIS_DOC),
+        ("string", date, DATE_DOC),  # pydantic alone takes timestamps for dates
+        ("string", str, DATE_DOC),
+        ("string", str, UUID_DOC),
+        ("long", UtcDatetime | None, MILLIS_DOC),
+    ],
+)
+def test_agreement_check_catches_a_plain_model_type(
+    avro_type: str, annotation: Any, doc: str
+) -> None:
+    agreement = _Agreement()
+    agreement.type(avro_type, annotation, "field", doc)
+    assert agreement.problems != []
+
+
+@pytest.mark.parametrize(
+    ("avro_type", "annotation", "doc"),
+    [
+        ("long", UtcDatetime, MILLIS_DOC),
+        (["null", "long"], UtcDatetime | None, MILLIS_DOC),
+        ("string", IsoDate, DATE_DOC),
+        ("string", uuid.UUID, UUID_DOC),
+        ({"type": "array", "items": "string"}, list[uuid.UUID], UUID_DOC),
+    ],
+)
+def test_agreement_check_accepts_the_rich_model_types(
+    avro_type: Any, annotation: Any, doc: str
+) -> None:
+    agreement = _Agreement()
+    agreement.type(avro_type, annotation, "field", doc)
+    assert agreement.problems == []
 
 
 # --- Examples and round trips -----------------------------------------------------------------
@@ -486,15 +640,25 @@ def test_to_avro_gives_plain_values() -> None:
     assert type(header["tlp"]) is str
     assert header["tlp"] == "AMBER"
     assert type(record["suspects"][1]["original_script"]) is str
-    assert type(record["suspects"][0]["date_of_birth"]) is date
-    assert header["issued_at"].tzinfo is UTC
+    assert record["suspects"][0]["date_of_birth"] == "1979-04-12"
+    assert record["suspects"][0]["travel_document"]["expires_on"] == "2019-03-02"
+    # 2014-07-21T09:12:00Z and 03:40:00Z as milliseconds since the Unix epoch
+    assert type(header["issued_at"]) is int
+    assert header["issued_at"] == 1_405_933_920_000
+    assert header["occurred_at"] == record["arrested_at"] == 1_405_914_000_000
+    assert header["expires_at"] is None
     assert list(record) == list(TraffickingArrest.model_fields)
 
 
 _names = st.text(st.characters(codec="utf-8"), max_size=30)
 _instants = st.datetimes(
-    min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 ).map(lambda moment: moment.replace(microsecond=moment.microsecond // 1000 * 1000))
+#: Any fixed UTC offset a datetime may carry (strictly within ±24 h), to the second.
+_offsets = st.integers(-86_399, 86_399).map(lambda seconds: timezone(timedelta(seconds=seconds)))
+_aware_instants = st.datetimes(
+    min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1), timezones=_offsets
+)
 _persons = st.builds(
     PersonRef,
     identity_token=st.none() | _names,
@@ -529,6 +693,54 @@ def test_any_arrest_round_trips(
     assert fastavro_round_trip(alert) == alert
 
 
+@settings(max_examples=300, deadline=None)
+@given(moment=_aware_instants)
+def test_any_instant_round_trips_as_epoch_milliseconds(moment: datetime) -> None:
+    base = example("trafficking-arrest")
+    alert = TraffickingArrest.model_validate({**base.model_dump(), "arrested_at": moment})
+    # Normalised to UTC and truncated (not rounded) to the millisecond, the same instant.
+    assert alert.arrested_at.tzinfo is UTC
+    assert timedelta(0) <= moment - alert.arrested_at < timedelta(milliseconds=1)
+    assert alert.arrested_at.microsecond % 1000 == 0
+    record = alert.to_avro()
+    millis = record["arrested_at"]
+    assert type(millis) is int
+    # An independent exact computation (no floats): whole seconds by timegm, then the millis.
+    assert millis == calendar.timegm(moment.utctimetuple()) * 1000 + moment.microsecond // 1000
+    assert TraffickingArrest.from_avro(record) == alert
+    assert fastavro_round_trip(alert) == alert
+
+
+@pytest.mark.parametrize(
+    ("millis", "instant"),
+    [
+        (0, datetime(1970, 1, 1, tzinfo=UTC)),
+        (-1, datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)),
+        (-1_000, datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        (-2_208_988_800_000, datetime(1900, 1, 1, tzinfo=UTC)),
+        (1_405_914_000_001, datetime(2014, 7, 21, 3, 40, 0, 1_000, tzinfo=UTC)),
+        (-62_135_596_800_000, datetime(1, 1, 1, tzinfo=UTC)),
+        (253_402_300_799_999, datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)),
+    ],
+)
+def test_epoch_milliseconds_map_to_utc_instants_both_ways(millis: int, instant: datetime) -> None:
+    alert = example("trafficking-arrest")
+    record = alert.to_avro() | {"arrested_at": millis}
+    decoded = TraffickingArrest.from_avro(record)
+    assert decoded.arrested_at == instant
+    assert decoded.arrested_at.tzinfo is UTC
+    assert decoded.to_avro()["arrested_at"] == millis
+    assert fastavro_round_trip(decoded) == decoded
+
+
+def test_sub_millisecond_instants_before_1970_truncate_towards_the_past() -> None:
+    header = AlertHeader.model_validate(
+        _header(issued_at=datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
+    )
+    assert header.issued_at == datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
+    assert header.to_avro()["issued_at"] == -1
+
+
 # --- Validation behaviour ---------------------------------------------------------------------
 
 
@@ -549,6 +761,47 @@ def test_timestamps_are_normalised_to_utc_milliseconds() -> None:
     )
     assert header.occurred_at == datetime(2014, 7, 21, 3, 40, 0, 123000, UTC)
     assert header.occurred_at.tzinfo is UTC
+
+
+def test_timestamps_accept_epoch_milliseconds_in_json_too() -> None:
+    header = AlertHeader.model_validate_json(
+        json.dumps(_header(issued_at=1_405_933_920_000, expires_at="2014-07-22T09:12:00+02:00"))
+    )
+    assert header.issued_at == datetime(2014, 7, 21, 9, 12, tzinfo=UTC)
+    assert header.expires_at == datetime(2014, 7, 22, 7, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (True, "milliseconds since the Unix epoch"),  # a bool is an int to Python, not here
+        (1_405_933_920_000.0, "milliseconds since the Unix epoch"),  # seconds or millis?
+        ("1405933920", "holding a number"),  # pydantic alone reads this as seconds
+        (10**20, "within years 1 to 9999"),
+        (-62_135_596_800_001, "within years 1 to 9999"),
+        ("0001-01-01T00:00:00+01:00", "within years 1 to 9999"),
+        ("yesterday", "issued_at"),
+    ],
+)
+def test_timestamps_refuse_what_is_not_an_instant(wrong: Any, message: str) -> None:
+    with pytest.raises(PydanticValidationError, match=message):
+        AlertHeader.model_validate(_header(issued_at=wrong))
+
+
+@pytest.mark.parametrize("wrong", ["1979-4-12", "12.04.1979", "1979-04-12T00:00:00", 3753, True])
+def test_dates_are_iso_calendar_dates(wrong: Any) -> None:
+    person = PersonRef.model_validate({"date_of_birth": "1979-04-12"})
+    assert person.date_of_birth == date(1979, 4, 12)
+    with pytest.raises(PydanticValidationError, match="YYYY-MM-DD") as caught:
+        PersonRef.model_validate({"date_of_birth": wrong})
+    assert str(wrong) not in caught.value.errors()[0]["msg"]  # dates of birth are personal data
+
+
+def test_from_avro_refuses_a_wire_value_out_of_range_as_a_bus_error() -> None:
+    record = example("readmission").to_avro()
+    record["header"]["issued_at"] = 2**63 - 1  # the largest Avro long
+    with pytest.raises(BusValidationError, match=r"header\.issued_at"):
+        ALERT_MODELS["readmission"].from_avro(record)
 
 
 def test_country_codes_are_lowered_and_checked() -> None:

@@ -1,0 +1,112 @@
+"""The audit log: one record per delivery decision, hash-chained so that tampering shows.
+
+Each record carries its ``index`` (0, 1, 2, … in log order), the ``prev_hash`` of the record
+before it (64 zeros for the first) and its own ``hash``: SHA-256 over ``prev_hash`` and the
+canonical JSON of every other field. A record changed, removed, inserted or moved breaks the chain
+at that index, and ``verify_chain`` names the first index where it breaks.
+
+    chain = AuditChain()                            # or AuditChain.resume(last_record)
+    record = chain.append({"alert_id": ..., "partner": "europol", "decision": "delivered"})
+    verify_chain(records)                           # ChainVerdict(ok=True, count=..., ...)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+_CHAIN_FIELDS = ("index", "prev_hash", "hash")
+
+
+def canonical_json(data: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same bytes for the same data in any language."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def record_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
+    """The hash of a record: SHA-256 of ``prev_hash`` (hex) followed by its canonical JSON."""
+    content = {k: v for k, v in body.items() if k != "hash"}
+    return hashlib.sha256(prev_hash.encode() + canonical_json(content)).hexdigest()
+
+
+class AuditChain:
+    """Appends records to the chain; keeps the index and hash of the last one."""
+
+    def __init__(self, next_index: int = 0, head_hash: str = GENESIS_HASH) -> None:
+        self.next_index = next_index
+        self.head_hash = head_hash
+
+    @classmethod
+    def resume(cls, last: Mapping[str, Any] | None) -> AuditChain:
+        """Continue after ``last`` (the newest record in the log), or start a new chain."""
+        if last is None:
+            return cls()
+        return cls(int(last["index"]) + 1, str(last["hash"]))
+
+    def append(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The record for ``body``, chained to the previous one; advances the head."""
+        record = {k: v for k, v in body.items() if k not in _CHAIN_FIELDS}
+        record["index"] = self.next_index
+        record["prev_hash"] = self.head_hash
+        record["hash"] = record_hash(self.head_hash, record)
+        self.next_index += 1
+        self.head_hash = record["hash"]
+        return record
+
+    def copy(self) -> AuditChain:
+        return AuditChain(self.next_index, self.head_hash)
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    """What ``bus audit verify`` reports."""
+
+    ok: bool
+    count: int
+    first_broken: int | None = None
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"OK: {self.count} audit record(s), chain intact"
+        return f"BROKEN at index {self.first_broken}: {self.reason}"
+
+
+def verify_chain(records: Iterable[Mapping[str, Any]], *, start_index: int = 0) -> ChainVerdict:
+    """Check every link; report the position of the first record that does not fit."""
+    prev_hash = GENESIS_HASH
+    position = start_index - 1
+    for position, record in enumerate(records, start=start_index):
+        try:
+            index, claimed_prev, claimed_hash = (record[f] for f in _CHAIN_FIELDS)
+        except KeyError as exc:
+            return ChainVerdict(False, position, position, f"record lacks the field {exc}")
+        if index != position:
+            return ChainVerdict(
+                False, position, position,
+                f"record says index {index}; expected {position} (a record was removed, "
+                "inserted or moved)",
+            )  # fmt: skip
+        if position > start_index and claimed_prev != prev_hash:
+            return ChainVerdict(
+                False, position, position, "prev_hash does not match the previous record's hash"
+            )
+        if position == start_index:
+            if start_index == 0 and claimed_prev != GENESIS_HASH:
+                return ChainVerdict(
+                    False, position, position, "the first record must start the chain"
+                )
+            prev_hash = str(claimed_prev)
+        if record_hash(prev_hash, record) != claimed_hash:
+            return ChainVerdict(
+                False,
+                position,
+                position,
+                "content does not match its hash (the record was changed)",
+            )
+        prev_hash = str(claimed_hash)
+    return ChainVerdict(True, position - start_index + 1)

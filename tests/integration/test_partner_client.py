@@ -1,0 +1,52 @@
+"""A client that is not this project decodes every value with schemas/ and verifies with .pub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bus import BusSettings, Publisher
+from tests.conftest import REPO
+from tests.factories import mixed_alerts
+from tests.integration.test_pubsub import ingress_topics, prefixed
+
+
+async def test_librdkafka_consumer_with_apache_avro_decodes_and_verifies_everything(
+    settings: BusSettings, country_keys: Path, tmp_path: Path
+) -> None:
+    settings = prefixed(settings)
+    topics = await ingress_topics(settings, ("rs", "gr"))
+    alerts = mixed_alerts(50, ("rs", "gr"))
+    for origin in ("rs", "gr"):
+        async with Publisher(settings, origin=origin) as pub:
+            await pub.publish_many([a for a in alerts if a.origin == origin])
+
+    # Only the public keys travel to the partner.
+    partner_keys = tmp_path / "partner-keys"
+    partner_keys.mkdir()
+    for pub_file in country_keys.glob("*.pub"):
+        (partner_keys / pub_file.name).write_bytes(pub_file.read_bytes())
+
+    cmd = [sys.executable, str(REPO / "examples" / "partner_consumer.py"),
+           "--bootstrap", settings.bootstrap_servers, "--schemas", str(REPO / "schemas"),
+           "--keys", str(partner_keys), "--max", "50", "--idle-seconds", "30"]  # fmt: skip
+    for topic in topics:
+        cmd += ["--topic", topic]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+
+    assert len(lines) == 50
+    assert all(line["signature_ok"] for line in lines)
+    sent = {str(a.alert_id): a for a in alerts}
+    for line in lines:
+        alert = sent.pop(line["alert"]["header"]["alert_id"])
+        assert line["key_id"] == alert.origin
+        assert type(alert).from_avro(line["alert"]) == alert
+    assert not sent
