@@ -39,6 +39,22 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(keys_app, name="keys")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
+fanout_app = typer.Typer(help="The fan-out service: ingress to partner inboxes, exactly once.")
+audit_app = typer.Typer(help="The hash-chained audit of every delivery decision.")
+app.add_typer(fanout_app, name="fanout")
+app.add_typer(audit_app, name="audit")
+
+
+def _mount_adapters() -> None:
+    # The adapters are a service of this distribution; the library never imports them otherwise.
+    from services.adapters.cli import app as adapter_app
+
+    app.add_typer(
+        adapter_app, name="adapter", help="National adapters: native feeds in, alerts out."
+    )
+
+
+_mount_adapters()
 
 out = Console()
 err = Console(stderr=True)
@@ -224,6 +240,100 @@ def tail(
     _run(lambda: tail_topic(_settings(), topic, emit, from_beginning=from_beginning,
                             max_records=max_records, idle_timeout_ms=idle_timeout_ms,
                             verify=verify))  # fmt: skip
+
+
+# -- fan-out and audit ---------------------------------------------------------------------------
+
+
+@fanout_app.command("run")
+def fanout_run(
+    instance: int = typer.Option(0, help="This instance's number (0-based)."),
+    instances: int = typer.Option(1, help="How many instances share the ingress partitions."),
+) -> None:
+    """Route every ingress alert to the partner inboxes its agreements allow, until Ctrl-C."""
+    import signal
+
+    from services.fanout.service import FanoutService
+
+    settings = _settings()
+
+    async def go() -> None:
+        service = FanoutService(settings, instance=instance, instances=instances)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, service.stop)
+        err.print(f"Fan-out {instance}/{instances} on {settings.bootstrap_servers} with "
+                  f"{len(service.agreements.agreements)} agreement(s), "
+                  f"{len(service.agreements.partners)} partner(s). Ctrl-C stops it.")  # fmt: skip
+        await service.run()
+        err.print(f"Stopped: {service.stats}")
+
+    _run(go)
+
+
+def _load_audit(file: Path | None) -> list[dict[str, Any]]:
+    if file is None:
+        from bus.admin import read_audit
+
+        return _run(lambda: read_audit(_settings()))
+    records = []
+    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise BusError(f"{file}:{n}: not a JSON audit record: {exc.msg}") from exc
+    return records
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: Path | None = typer.Option(None, "--file", help="An exported audit (JSON lines)."),
+) -> None:
+    """Check the hash chain of bus.audit (or an export): OK, or the first broken index."""
+    from bus.audit import verify_chain
+
+    verdict = verify_chain(_load_audit(file))
+    out.print(str(verdict), highlight=False)
+    if not verdict.ok:
+        raise typer.Exit(code=1)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Path | None = typer.Option(None, "--out", help="File to write (default: stdout)."),
+) -> None:
+    """Write bus.audit as JSON lines, one record per line, in log order."""
+    records = _load_audit(None)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if output is None:
+        sys.stdout.write(lines)
+    else:
+        output.write_text(lines, encoding="utf-8")
+        err.print(f"Wrote {len(records)} audit record(s) to {output}")
+
+
+@audit_app.command("show")
+def audit_show(
+    alert: str = typer.Option(..., "--alert", help="The alert id."),
+    file: Path | None = typer.Option(None, "--file", help="An exported audit (JSON lines)."),
+) -> None:
+    """Who received an alert, who did not, and why (agreements, removed fields)."""
+    from rich.table import Table
+
+    records = [r for r in _load_audit(file) if r.get("alert_id") == alert]
+    if not records:
+        raise BusError(f"No audit record for alert {alert}")
+    first = records[0]
+    table = Table(title=f"Alert {alert}: {first.get('alert_type')} from {first.get('origin')}, "
+                        f"TLP {first.get('tlp')}")  # fmt: skip
+    for column in ("#", "partner", "decision", "agreements", "removed fields", "reason"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(str(r["index"]), r.get("partner") or "-", r["decision"],
+                      ", ".join(r.get("agreements", [])), ", ".join(r.get("redacted", [])),
+                      r.get("reason", ""))  # fmt: skip
+    out.print(table)
 
 
 def main() -> None:

@@ -1,0 +1,121 @@
+"""Setting records aside: a report beside the file, and the record on ``bus.dlq``.
+
+A report is JSON Lines, ``<dropdir>/quarantine/<file>.report.jsonl``, one line per rejected
+record, for the national system's operators to fix at the source:
+
+    {"file": "rs-2014-07.csv", "record": 7, "position": "line 8", "field": "датум_рођења",
+     "reason": "expected a date like 31.12.2014. (dd.mm.yyyy.), got '31.02.1990.'", …}
+
+The same record, as read, goes to the dead-letter topic with stage ``adapter``, so that the bus
+operators see every rejection in one place; its headers say the file, position and field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from bus.dlq import DeadLetter, send_dead_letter
+from bus.settings import BusSettings
+
+STAGE = "adapter"
+#: A rejected record larger than this is cut in the dead letter (the report keeps its position).
+MAX_DEAD_LETTER_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One record set aside (``number`` None when a whole file is), and why."""
+
+    source: str
+    number: int | None
+    position: str | None
+    field: str | None
+    reason: str
+    error: Exception
+    raw: bytes | None
+
+    def report_line(self, file_sha256: str | None) -> dict[str, object]:
+        return {
+            "file": self.source,
+            "file_sha256": file_sha256,
+            "record": self.number,
+            "position": self.position,
+            "field": self.field,
+            "reason": self.reason,
+            "quarantined_at": datetime.now(UTC).isoformat(),
+        }
+
+
+class Quarantine:
+    """Writes reports and dead letters for one country's adapter."""
+
+    def __init__(self, settings: BusSettings, cc: str, producer: AIOKafkaProducer) -> None:
+        self._settings = settings
+        self._cc = cc
+        self._producer = producer
+
+    async def put(
+        self,
+        rejections: Sequence[Rejection],
+        *,
+        report: Path | None,
+        file_sha256: str | None = None,
+    ) -> None:
+        """Report and dead-letter ``rejections``; returns once both are durable."""
+        if not rejections:
+            return
+        if report is not None:
+            write_report(report, [r.report_line(file_sha256) for r in rejections])
+        await asyncio.gather(*(self._dead_letter(r, file_sha256) for r in rejections))
+
+    async def _dead_letter(self, rejection: Rejection, file_sha256: str | None) -> None:
+        headers = [
+            ("bus-origin", self._cc.encode()),
+            ("bus-adapter-source", rejection.source.encode("utf-8", "replace")),
+            ("bus-adapter-position", (rejection.position or "").encode("utf-8", "replace")),
+            ("bus-adapter-field", (rejection.field or "").encode("utf-8", "replace")),
+        ]
+        value = rejection.raw
+        if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
+            value = value[:MAX_DEAD_LETTER_BYTES]
+            headers.append(("bus-adapter-truncated", str(len(rejection.raw or b"")).encode()))
+        key = f"{self._cc}:{(file_sha256 or '')[:16]}:{rejection.number or 0}".encode()
+        letter = DeadLetter(
+            topic=f"{self._cc}:{rejection.source}",
+            partition=-1,
+            offset=rejection.number if rejection.number is not None else -1,
+            key=key,
+            value=value,
+            headers=headers,
+            error=rejection.error,
+            stage=STAGE,
+            source=f"adapter-{self._cc}",
+        )
+        await send_dead_letter(
+            self._producer,
+            letter,
+            topic=self._settings.topics.dlq,
+            timeout_ms=self._settings.publish_timeout_ms,
+        )
+
+
+def write_report(path: Path, lines: Sequence[dict[str, object]]) -> None:
+    """Append report lines and fsync them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    # Undecodable bytes of a broken record are in the reason only as escapes.
+    data = text.encode("utf-8", "backslashreplace")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
