@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
-from bus.kafka import Admin, bounded, make_producer
+from bus.agreements import load_agreements
+from bus.errors import BusError
+from bus.kafka import Admin, bounded, make_producer, read_to_end
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from bus.topics import bus_topic_specs
@@ -15,10 +18,18 @@ H_SCHEMA_VERSION = "bus-schema-version"
 
 
 async def apply_topics(
-    settings: BusSettings, *, partners: Iterable[str] = ()
+    settings: BusSettings, *, partners: Iterable[str] | None = None
 ) -> tuple[list[str], int]:
-    """Create every missing topic, then (re)publish every schema; return (created, total)."""
+    """Create every missing topic, then (re)publish every schema; return (created, total).
+
+    Partner inboxes are created for ``partners``, or by default for every partner of the
+    agreements file (``BUS_AGREEMENTS``) when it exists.
+    """
     registry = SchemaRegistry.load(settings.schemas_dir)
+    if partners is None:
+        partners = ()
+        if settings.agreements.exists():
+            partners = load_agreements(settings.agreements, schemas=registry).partners
     specs = bus_topic_specs(
         settings.topics,
         countries=settings.countries,
@@ -63,3 +74,17 @@ async def publish_schemas(settings: BusSettings, registry: SchemaRegistry) -> in
         return len(futures)
     finally:
         await producer.stop()
+
+
+async def read_audit(settings: BusSettings) -> list[dict[str, Any]]:
+    """Every committed audit record, in log order."""
+    records = await read_to_end(settings, settings.topics.audit)
+    out: list[dict[str, Any]] = []
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        try:
+            out.append(json.loads(r.value))
+        except (TypeError, ValueError) as exc:
+            raise BusError(
+                f"{settings.topics.audit}[{r.partition}]@{r.offset} is not an audit record: {exc}"
+            ) from exc
+    return out

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError as _AioKafkaError
 
@@ -121,6 +121,15 @@ class Admin:
         )  # fmt: skip
         return set(topics)
 
+    async def committed_offsets(self, group_id: str) -> dict[TopicPartition, int]:
+        """The committed offset of every partition of ``group_id`` (one request)."""
+        offsets = await bounded(
+            self._client.list_consumer_group_offsets(group_id),
+            self._settings.request_timeout_ms, f"Reading the offsets of group {group_id}",
+            timeout_error=KafkaError,
+        )  # fmt: skip
+        return {tp: om.offset for tp, om in offsets.items() if om.offset >= 0}
+
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> list[str]:
         """Create the topics that do not exist yet; return the names created."""
         existing = await self.list_topics()
@@ -144,3 +153,64 @@ class Admin:
                     raise KafkaError(f"Creating topic {name} failed: error {code} {message}")
             created += [s.name for s in batch]
         return created
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, timeout_ms: int) -> dict[str, set[int]]:
+    """Every topic of the cluster with its partition numbers, from fresh metadata.
+
+    ``consumer.partitions_for_topic`` only knows subscribed topics, so ask the cluster directly.
+    """
+    cluster = await bounded(
+        consumer._client.fetch_all_metadata(), timeout_ms, "Reading cluster metadata",
+        timeout_error=KafkaError,
+    )  # fmt: skip
+    return {t: set(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()}
+
+
+async def read_to_end(
+    settings: BusSettings, topic: str, *, from_offset_back: int | None = None
+) -> list[Any]:
+    """Every committed record of ``topic`` (all partitions) up to its current end.
+
+    With ``from_offset_back=n`` only the last ``n`` records of each partition are read. Used to
+    restore state (the fan-out's delivery state, the audit head) and by ``bus audit``.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-reader",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+    await bounded(consumer.start(), settings.connect_timeout_ms, f"Connecting to read {topic}",
+                  timeout_error=KafkaError)  # fmt: skip
+    try:
+        layout = await topic_partitions(consumer, settings.request_timeout_ms)
+        tps = [TopicPartition(topic, p) for p in sorted(layout.get(topic, ()))]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        ends = await bounded(consumer.end_offsets(tps), settings.request_timeout_ms,
+                             f"Reading the end of {topic}", timeout_error=KafkaError)  # fmt: skip
+        starts = await bounded(consumer.beginning_offsets(tps), settings.request_timeout_ms,
+                               f"Reading the start of {topic}",
+                               timeout_error=KafkaError)  # fmt: skip
+        for tp in tps:
+            start = starts[tp]
+            if from_offset_back is not None:
+                start = max(start, ends[tp] - from_offset_back)
+            consumer.seek(tp, start)
+        records: list[Any] = []
+        pending = {tp for tp in tps if ends[tp] > starts[tp]}
+        while pending:
+            batch = await bounded(consumer.getmany(*pending, timeout_ms=1000),
+                                  settings.request_timeout_ms, f"Reading {topic}",
+                                  timeout_error=KafkaError)  # fmt: skip
+            for recs in batch.values():
+                records.extend(recs)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        return records
+    finally:
+        await consumer.stop()

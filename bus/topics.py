@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 DLQ_TOPIC = "bus.dlq"
 AUDIT_TOPIC = "bus.audit"
 SCHEMAS_TOPIC = "bus.schemas"
+FANOUT_STATE_TOPIC = "bus.fanout.state"
 
 _CC = re.compile(r"^[a-z]{2}$")
 _PARTNER = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -50,6 +51,11 @@ class TopicNames:
     @property
     def schemas(self) -> str:
         return self.prefix + SCHEMAS_TOPIC
+
+    @property
+    def fanout_state(self) -> str:
+        """Compacted: alert id → partners that received it (dedupe, UPDATE and CANCEL routing)."""
+        return self.prefix + FANOUT_STATE_TOPIC
 
     @property
     def ingress_pattern(self) -> str:
@@ -112,6 +118,8 @@ def bus_topic_specs(
         # One partition keeps the audit a single hash chain in one order.
         TopicSpec(names.audit, 1, replication_factor, {"retention.ms": str(audit_retention_ms)}),
         TopicSpec(names.schemas, 1, replication_factor,
+                  {"cleanup.policy": "compact", "retention.ms": "-1"}),
+        TopicSpec(names.fanout_state, partitions, replication_factor,
                   {"cleanup.policy": "compact", "retention.ms": "-1"}),
     ]  # fmt: skip
     return specs

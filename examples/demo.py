@@ -23,7 +23,7 @@ from bus.logs import configure_logging
 from bus.models import ALERT_MODELS, ALERT_TYPES
 
 EXAMPLES = Path(__file__).resolve().parent / "alerts"
-console = Console(stderr=True)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
 
 
 def ensure_broker(settings: BusSettings) -> BusSettings:
@@ -82,7 +82,7 @@ async def run(settings: BusSettings) -> None:
     for r in sorted(seen, key=lambda r: r.alert_type):
         table.add_row(r.alert_type, r.alert.origin, r.key_id, str(r.alert.alert_id)[:8] + "…",
                       r.alert.header.tlp.value, _summary(r))  # fmt: skip
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 110).print(table)
     first = sorted(seen, key=lambda r: r.alert_type)[0]
     console.print(f"\nOne of them in full ({first.alert_type}):")
     print(json.dumps(first.alert.model_dump(mode="json"), ensure_ascii=False, indent=2))
