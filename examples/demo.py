@@ -1,7 +1,14 @@
 """`make demo`: the whole loop on sample data, on a local broker unless one is configured.
 
-Starts (or reuses) a local Kafka, generates the signing keys it needs, applies the topics,
-publishes the sample alert of every type as its country, and shows them decoded by a subscriber.
+1. starts (or reuses) a local Kafka, generates the signing keys it needs, applies the topics;
+2. starts the fan-out with the sample sharing agreements (examples/agreements.yaml);
+3. publishes the sample alert of every type (examples/alerts/) as its country, and feeds every
+   sample national feed (examples/feeds/<cc>/) through that country's adapter;
+4. shows, per partner, how many alerts arrived in its inbox and one of them decoded, a redacted
+   copy among them.
+
+Run it again and the adapters publish nothing new (their files are journaled and their alert ids
+are deterministic): that is the "nothing twice" guarantee, shown.
 """
 
 from __future__ import annotations
@@ -9,21 +16,38 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
-import time
+import uuid
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from bus import BusError, BusSettings, Publisher, ReceivedAlert, Subscriber, generate_keypair
+from bus import (
+    AlertCodec,
+    BusError,
+    BusSettings,
+    Publisher,
+    SchemaRegistry,
+    generate_keypair,
+)
 from bus.admin import apply_topics
+from bus.agreements import load_agreements
+from bus.envelope import header_map
+from bus.kafka import read_to_end
 from bus.kafka_local import LocalKafka
 from bus.logs import configure_logging
-from bus.models import ALERT_MODELS, ALERT_TYPES
+from bus.models import ALERT_MODELS, ALERT_TYPES, Alert
+from services.adapters import Adapter, DropFolder, IdentityHasher, available_countries, load_mapping
+from services.fanout.service import FanoutService
 
-EXAMPLES = Path(__file__).resolve().parent / "alerts"
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
+EXAMPLES = Path(__file__).resolve().parent
+WORK = Path(".bus") / "demo"
+WIDTH = None if sys.stdout.isatty() else 120
+console = Console(stderr=True, width=WIDTH)
 
 
 def ensure_broker(settings: BusSettings) -> BusSettings:
@@ -38,62 +62,119 @@ def ensure_broker(settings: BusSettings) -> BusSettings:
     return settings.model_copy(update={"bootstrap_servers": status.bootstrap_servers})
 
 
+def sample_alerts() -> list[Alert]:
+    """The sample alert of every type, with a fresh id so that every run shows the whole loop."""
+    alerts = []
+    for t in ALERT_TYPES:
+        data = json.loads((EXAMPLES / "alerts" / f"{t}.json").read_text("utf-8"))
+        data["header"]["alert_id"] = str(uuid.uuid4())
+        alerts.append(ALERT_MODELS[t].model_validate(data))
+    return alerts
+
+
+async def feed_adapters(settings: BusSettings) -> int:
+    """Every sample national feed through its country's adapter, as a drop folder."""
+    identity = IdentityHasher.development()  # a public key: for the demo only
+    published = 0
+    for cc in available_countries():
+        drop = WORK / "drop" / cc
+        drop.mkdir(parents=True, exist_ok=True)
+        for source in sorted((EXAMPLES / "feeds" / cc).iterdir()):
+            if source.is_file() and not (drop / "done" / source.name).exists():
+                shutil.copy(source, drop / source.name)
+        async with (
+            Adapter(settings, load_mapping(cc), identity=identity) as adapter,
+            DropFolder(adapter, drop) as folder,
+        ):
+            outcomes = await folder.scan_once()
+        counts = Counter[str]()
+        for outcome in outcomes:
+            counts.update(outcome.by_type)
+            published += outcome.published
+        quarantined = sum(o.quarantined for o in outcomes)
+        summary = ", ".join(f"{n} {t}" for t, n in sorted(counts.items())) or "nothing new"
+        console.print(f"Adapter [bold]{cc}[/]: {summary}"
+                      + (f", {quarantined} set aside" if quarantined else ""))  # fmt: skip
+    return published
+
+
 async def run(settings: BusSettings) -> None:
-    alerts = [
-        ALERT_MODELS[t].model_validate_json((EXAMPLES / f"{t}.json").read_text("utf-8"))
-        for t in ALERT_TYPES
-    ]
-    for key_id in sorted({a.origin for a in alerts} | {"hub"}):
+    registry = SchemaRegistry.load(settings.schemas_dir)
+    agreements = load_agreements(settings.agreements, schemas=registry)
+    countries = {p.country for p in agreements.partners.values() if p.country}
+    for key_id in sorted(countries | {"hub"}):
         if not (settings.keys_dir / f"{key_id}.key").exists():
             generate_keypair(settings.keys_dir, key_id)
-            console.print(f"Generated signing key [bold]{key_id}[/] in {settings.keys_dir}")
+    console.print(f"Signing keys in {settings.keys_dir} for {len(countries)} countries and the hub")
 
     created, total = await apply_topics(settings)
     console.print(f"Topics: {total} in place ({len(created)} created now)")
+    partners = sorted(agreements.partners)
+    before = {p: len(await read_to_end(settings, settings.topics.inbox(p))) for p in partners}
 
-    published = {}
+    fanout = FanoutService(settings, agreements=agreements)
+    task = asyncio.create_task(fanout.run())
+    await fanout.wait_ready()
+    console.print(f"Fan-out running with {len(agreements.agreements)} agreements, "
+                  f"{len(partners)} partners")  # fmt: skip
+
+    alerts = sample_alerts()
     for alert in alerts:
         async with Publisher(settings, origin=alert.origin) as pub:
             result = await pub.publish(alert)
-        published[(result.topic, result.partition, result.offset)] = alert
         console.print(f"Published {alert.alert_type:<24} as {alert.origin} → "
                       f"{result.topic}[{result.partition}]@{result.offset}")  # fmt: skip
+    published = len(alerts) + await feed_adapters(settings)
 
-    seen: list[ReceivedAlert] = []
-    done = asyncio.Event()
-
-    async def handle(received: ReceivedAlert) -> None:
-        if (received.topic, received.partition, received.offset) in published:
-            seen.append(received)
-            if len(seen) == len(published):
-                done.set()
-
-    topics = sorted({t for t, _, _ in published})
-    group = f"demo-{int(time.time())}"
-    async with Subscriber(settings, group_id=group, topics=topics, handler=handle) as sub:
-        task = asyncio.create_task(sub.run())
-        await asyncio.wait_for(done.wait(), 60)
-        sub.stop()
-        await task
-
-    table = Table(title="Decoded and verified by a subscriber", show_lines=False)
-    for column in ("type", "origin", "signed by", "alert id", "TLP", "summary"):
-        table.add_column(column)
-    for r in sorted(seen, key=lambda r: r.alert_type):
-        table.add_row(r.alert_type, r.alert.origin, r.key_id, str(r.alert.alert_id)[:8] + "…",
-                      r.alert.header.tlp.value, _summary(r))  # fmt: skip
-    Console(width=None if sys.stdout.isatty() else 110).print(table)
-    first = sorted(seen, key=lambda r: r.alert_type)[0]
-    console.print(f"\nOne of them in full ({first.alert_type}):")
-    print(json.dumps(first.alert.model_dump(mode="json"), ensure_ascii=False, indent=2))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    # Poll the service's counters until it has routed everything published above.
+    while fanout.stats.alerts + fanout.stats.duplicates < published and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    fanout.stop()
+    await task
+    s = fanout.stats
+    console.print(f"Fan-out routed {s.alerts} alert(s): {s.delivered} copies delivered, "
+                  f"{s.denied} decisions denied, {s.duplicates} duplicate(s) dropped")  # fmt: skip
+    await asyncio.sleep(1)  # let the last transaction markers reach every partition
+    show_inboxes(settings, partners, before, await _inboxes(settings, partners))
 
 
-def _summary(r: ReceivedAlert) -> str:
-    data = r.alert.model_dump()
-    for key in ("place", "border_section", "conflict_zone", "legal_basis", "assisting_mission"):
-        if data.get(key):
-            return str(data[key])[:60]
-    return ""
+async def _inboxes(settings: BusSettings, partners: list[str]) -> dict[str, list[Any]]:
+    return {p: await read_to_end(settings, settings.topics.inbox(p)) for p in partners}
+
+
+def show_inboxes(
+    settings: BusSettings,
+    partners: list[str],
+    before: dict[str, int],
+    inboxes: dict[str, list[Any]],
+) -> None:
+    codec = AlertCodec(SchemaRegistry.load(settings.schemas_dir))
+    table = Table(title="Partner inboxes (read_committed)", width=WIDTH)
+    for column in ("partner", "new", "total", "one of them", "removed fields"):
+        table.add_column(column, overflow="fold")
+    redacted_example = None
+    for p in partners:
+        records = inboxes[p]
+        if not records:
+            table.add_row(p, "0", "0", "-", "")
+            continue
+        redacted = [r for r in records if header_map(r.headers).get("bus-redacted")]
+        pick = (redacted or records)[-1]
+        alert = codec.decode(pick.value).alert
+        removed = header_map(pick.headers).get("bus-redacted", b"").decode()
+        if removed and redacted_example is None:
+            redacted_example = (p, alert, removed)
+        table.add_row(p, str(len(records) - before[p]), str(len(records)),
+                      f"{alert.alert_type} from {alert.origin}, {str(alert.alert_id)[:8]}…",
+                      removed)  # fmt: skip
+    Console(width=WIDTH).print(table)
+    if redacted_example:
+        p, alert, removed = redacted_example
+        console.print(f"\n{p}'s copy of {alert.alert_id} ({alert.alert_type}), re-signed by the "
+                      f"hub with [bold]{removed}[/] removed:")  # fmt: skip
+        print(json.dumps(alert.model_dump(mode="json"), ensure_ascii=False, indent=2))
 
 
 def main() -> None:

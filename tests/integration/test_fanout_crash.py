@@ -1,0 +1,86 @@
+"""The fan-out killed with SIGKILL at random moments, five times, and restarted: still exact."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from bus import BusSettings
+from bus.admin import read_audit
+from bus.audit import verify_chain
+from tests.conftest import REPO
+from tests.integration.fanout_support import (
+    agreements_keys,
+    check_inboxes,
+    expected_inboxes,
+    fanout_settings,
+    fanout_topics,
+    load_example_agreements,
+    publish_all,
+    read_inboxes,
+    varied_alerts,
+    wait_caught_up,
+)
+from tests.integration.test_pubsub import prefixed
+
+AGREEMENTS = load_example_agreements()
+
+
+def _start(settings: BusSettings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "BUS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "BUS_KEYS_DIR": str(settings.keys_dir),
+        "BUS_TOPIC_PREFIX": settings.topic_prefix,
+        "BUS_AGREEMENTS": str(settings.agreements),
+        "BUS_LOG_FORMAT": "json",
+        "PYTHONPATH": str(REPO),
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bus", "fanout", "run"], env=env, cwd=REPO,
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+async def test_fanout_killed_five_times_still_delivers_exactly_the_entitled_set(
+    settings: BusSettings, keys_dir: Path, tmp_path: Path
+) -> None:
+    settings = fanout_settings(prefixed(settings))
+    agreements_keys(keys_dir, AGREEMENTS)
+    await fanout_topics(settings, AGREEMENTS)
+    alerts = varied_alerts(10_000, AGREEMENTS, seed=9)
+    await publish_all(settings, alerts)
+
+    rng = random.Random(17)
+    log = tmp_path / "fanout.log"
+    kills = 0
+    for _ in range(5):
+        proc = _start(settings, log)
+        await asyncio.sleep(rng.uniform(2.0, 5.0))  # a random moment: the point of the test
+        assert proc.poll() is None, log.read_text()[-3000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    proc = _start(settings, log)
+    try:
+        await wait_caught_up(settings, f"{settings.topic_prefix}bus-fanout", timeout_s=300)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert kills == 5
+    assert log.read_text().count("fanout_restored") == 6
+
+    expected = expected_inboxes(alerts, AGREEMENTS)
+    total = sum(len(v) for v in expected.values())
+    actual = await read_inboxes(settings, sorted(AGREEMENTS.partners), expect=total)
+    assert check_inboxes(actual, expected) == total
+
+    audit = await read_audit(settings)
+    assert verify_chain(audit).ok
+    assert len(audit) == len(alerts) * len(AGREEMENTS.partners)

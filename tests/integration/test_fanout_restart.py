@@ -1,0 +1,76 @@
+"""The fan-out survives a broker restart without a restart of its own."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bus import BusSettings
+from bus.kafka_local import LocalKafka
+from services.fanout.service import FanoutService
+from tests.integration.conftest import _free_port
+from tests.integration.fanout_support import (
+    agreements_keys,
+    check_inboxes,
+    expected_inboxes,
+    fanout_settings,
+    fanout_topics,
+    load_example_agreements,
+    publish_all,
+    read_inboxes,
+    varied_alerts,
+)
+
+AGREEMENTS = load_example_agreements()
+
+
+async def _wait_routed(service: FanoutService, count: int, timeout_s: float = 120) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while service.stats.alerts < count:
+        assert asyncio.get_running_loop().time() < deadline, service.stats
+        await asyncio.sleep(0.2)
+
+
+async def test_fanout_carries_on_after_the_broker_restarts(
+    settings: BusSettings, keys_dir: Path, tmp_path: Path
+) -> None:
+    own = BusSettings(
+        kafka_data_dir=tmp_path / "kafka", kafka_port=_free_port(),
+        kafka_controller_port=_free_port(),
+    )  # fmt: skip
+    broker = LocalKafka(own)
+    broker.start()
+    try:
+        s = fanout_settings(settings).model_copy(
+            update={"bootstrap_servers": broker.bootstrap_servers, "request_timeout_ms": 5000,
+                    "publish_timeout_ms": 10_000, "connect_timeout_ms": 5000}
+        )  # fmt: skip
+        agreements_keys(keys_dir, AGREEMENTS)
+        await fanout_topics(s, AGREEMENTS)
+        before, after = (
+            varied_alerts(300, AGREEMENTS, seed=1),
+            varied_alerts(300, AGREEMENTS, seed=2),
+        )
+        service = FanoutService(s)
+        task = asyncio.create_task(service.run())
+        await service.wait_ready()
+        await publish_all(s, before)
+        await _wait_routed(service, len(before))
+
+        broker.stop()
+        await asyncio.sleep(2)  # the service now meets a dead broker
+        broker.start()
+
+        await publish_all(s, after)
+        await _wait_routed(service, len(before) + len(after), timeout_s=180)
+        assert not task.done()
+        assert service.stats.restarts >= 1
+        service.stop()
+        await asyncio.wait_for(task, 60)
+
+        expected = expected_inboxes(before + after, AGREEMENTS)
+        total = sum(len(v) for v in expected.values())
+        actual = await read_inboxes(s, sorted(AGREEMENTS.partners), expect=total)
+        assert check_inboxes(actual, expected) == total
+    finally:
+        broker.stop()
