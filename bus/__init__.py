@@ -7,6 +7,8 @@ async with Subscriber(BusSettings(), group_id="mk-police", topics=[...], handler
     await sub.run()
 """
 
+from bus.agreements import Agreement, Agreements, Partner, load_agreements
+from bus.audit import AuditChain, ChainVerdict, verify_chain
 from bus.codec import AlertCodec, DecodedAlert
 from bus.envelope import ReceivedAlert
 from bus.errors import (
@@ -25,7 +27,9 @@ from bus.errors import (
 )
 from bus.keys import KeyRing, Signer, generate_keypair
 from bus.models import ALERT_MODELS, ALERT_TYPES, Alert, AlertHeader, PersonRef
+from bus.policy import Decision, decide
 from bus.publisher import Publisher, PublishResult, parse_alert
+from bus.redact import redact_alert
 from bus.schemas import SchemaRegistry, SchemaVersion
 from bus.settings import BusSettings
 from bus.subscriber import Subscriber
@@ -34,19 +38,25 @@ from bus.topics import TopicNames
 __all__ = [
     "ALERT_MODELS",
     "ALERT_TYPES",
+    "Agreement",
+    "Agreements",
     "Alert",
     "AlertCodec",
     "AlertHeader",
+    "AuditChain",
     "BusError",
     "BusKeyError",
     "BusSettings",
+    "ChainVerdict",
     "ConfigError",
+    "Decision",
     "DecodeError",
     "DecodedAlert",
     "KafkaError",
     "KafkaLocalError",
     "KeyRing",
     "OriginMismatch",
+    "Partner",
     "PersonRef",
     "PolicyError",
     "PublishResult",
@@ -61,6 +71,10 @@ __all__ = [
     "Subscriber",
     "TopicNames",
     "ValidationError",
+    "decide",
     "generate_keypair",
+    "load_agreements",
     "parse_alert",
+    "redact_alert",
+    "verify_chain",
 ]

@@ -98,7 +98,10 @@ def _fix_header(data: dict[str, Any]) -> dict[str, Any]:
     header["references"] = [r for r in header["references"] if r != header["alert_id"]]
     if header["msg_type"] != MessageType.ALERT and not header["references"]:
         header["msg_type"] = MessageType.ALERT.value
-    if header["expires_at"] is not None and header["expires_at"] <= header["issued_at"]:
+    # Compare with a margin: the model truncates both to milliseconds.
+    if header["expires_at"] is not None and header["expires_at"] - header["issued_at"] < timedelta(
+        seconds=1
+    ):
         header["expires_at"] = header["issued_at"] + timedelta(days=30)
     return data
 

@@ -32,14 +32,14 @@ from bus.agreements import Agreements, load_agreements
 from bus.audit import AuditChain
 from bus.codec import AlertCodec
 from bus.dlq import DeadLetter
-from bus.envelope import ReceivedAlert, RecordError, alert_headers, open_record
+from bus.envelope import H_SIGNATURE, ReceivedAlert, RecordError, open_record
 from bus.errors import BusError, KafkaError
 from bus.kafka import Admin, bounded, make_consumer, make_producer, read_to_end, topic_partitions
 from bus.keys import HUB_KEY_ID, KeyRing, Signer
 from bus.logs import get_logger
 from bus.models import MessageType
 from bus.policy import Decision, decide
-from bus.redact import redact_alert
+from bus.redact import partner_copy
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 
@@ -314,19 +314,13 @@ class FanoutService:
     ) -> tuple[bytes, list[tuple[str, bytes]]]:
         """The partner's value and headers: the original byte for byte, or a re-signed copy."""
         cached = copies.get(decision.redact)
-        if cached is not None:
-            return cached
-        alert = received.alert
-        if not decision.redact:
-            signature = received.headers["bus-signature"]
-            result = (received.value, alert_headers(alert, signature, received.key_id))
-        else:
-            copy = redact_alert(alert, decision.redact)
-            value = self.codec.encode(copy)
-            signature = self.hub.sign(value)
-            result = (value, alert_headers(copy, signature, HUB_KEY_ID, decision.redact))
-        copies[decision.redact] = result
-        return result
+        if cached is None:
+            copy = partner_copy(
+                received.alert, received.value, received.headers[H_SIGNATURE], received.key_id,
+                decision.redact, codec=self.codec, hub=self.hub,
+            )  # fmt: skip
+            cached = copies[decision.redact] = (copy.value, copy.headers)
+        return cached
 
     def _audit(
         self, chain: AuditChain, base: dict[str, Any], *, partner: str | None, decision: str,
