@@ -56,8 +56,8 @@ def _mount_adapters() -> None:
 
 _mount_adapters()
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> BusSettings:
