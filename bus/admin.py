@@ -8,7 +8,7 @@ from typing import Any
 
 from bus.agreements import load_agreements
 from bus.errors import BusError
-from bus.kafka import Admin, bounded, make_producer, read_to_end
+from bus.kafka import Admin, bounded, make_producer, read_to_end, stop_client
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from bus.topics import bus_topic_specs
@@ -73,7 +73,7 @@ async def publish_schemas(settings: BusSettings, registry: SchemaRegistry) -> in
             await bounded(future, settings.publish_timeout_ms, "Publishing schemas")
         return len(futures)
     finally:
-        await producer.stop()
+        await stop_client(producer, settings.request_timeout_ms)
 
 
 async def read_audit(settings: BusSettings) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ down (aiokafka issue #1101), so every call here is bounded by a timeout from set
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
@@ -112,7 +113,9 @@ class Admin:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._client.close()
+        # Closing against a dead broker may fail: there is nothing left to release then.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._client.close(), self._settings.request_timeout_ms / 1000)
 
     async def list_topics(self) -> set[str]:
         topics = await bounded(
@@ -213,4 +216,23 @@ async def read_to_end(
                     pending.discard(tp)
         return records
     finally:
-        await consumer.stop()
+        await stop_client(consumer, settings.request_timeout_ms)
+
+
+async def stop_client(client: Any, timeout_ms: int) -> str | None:
+    """Stop an aiokafka client, bounded; return why it did not stop cleanly, or None.
+
+    Stopping a client whose broker went away can time out, raise client errors, or even leak a
+    ``CancelledError`` from aiokafka's internal tasks. None of that may kill the caller: only a
+    cancellation of the calling task itself is passed on.
+    """
+    try:
+        await asyncio.wait_for(client.stop(), timeout_ms / 1000)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        return "CancelledError raised inside the client while stopping"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None

@@ -21,7 +21,7 @@ import pydantic
 from bus.codec import AlertCodec
 from bus.envelope import alert_headers
 from bus.errors import BusError, OriginMismatch, ValidationError
-from bus.kafka import bounded, make_producer
+from bus.kafka import bounded, make_producer, stop_client
 from bus.keys import Signer
 from bus.logs import get_logger
 from bus.models import ALERT_MODELS, Alert
@@ -113,10 +113,9 @@ class Publisher:
 
     async def _close(self, *, flush: bool) -> None:
         # stop() flushes pending batches; bounded so that a dead broker cannot hold us forever.
-        try:
-            await asyncio.wait_for(self._producer.stop(), self._settings.publish_timeout_ms / 1000)
-        except TimeoutError:
-            self._log.warning("producer_stop_timeout", timeout_ms=self._settings.publish_timeout_ms)
+        problem = await stop_client(self._producer, self._settings.publish_timeout_ms)
+        if problem:
+            self._log.warning("producer_stop_failed", error=problem)
         self._started = False
 
     def prepare(self, alert: Alert | Mapping[str, Any]) -> tuple[Alert, bytes, bytes]:

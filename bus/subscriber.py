@@ -27,7 +27,7 @@ from bus.codec import AlertCodec
 from bus.dlq import DeadLetter, send_dead_letter
 from bus.envelope import ReceivedAlert, RecordError, Stage, open_record
 from bus.errors import ConfigError, KafkaError
-from bus.kafka import bounded, make_consumer, make_producer
+from bus.kafka import bounded, make_consumer, make_producer, stop_client
 from bus.keys import KeyRing
 from bus.logs import get_logger
 from bus.schemas import SchemaRegistry
@@ -88,12 +88,10 @@ class Subscriber:
         await self._close()
 
     async def _close(self) -> None:
-        timeout_s = self._settings.request_timeout_ms / 1000
-        for stop in (self._consumer.stop, self._dlq.stop):
-            try:
-                await asyncio.wait_for(stop(), timeout_s)
-            except TimeoutError:
-                self._log.warning("client_stop_timeout")
+        for client in (self._consumer, self._dlq):
+            problem = await stop_client(client, self._settings.request_timeout_ms)
+            if problem:
+                self._log.warning("client_stop_failed", error=problem)
 
     def stop(self) -> None:
         """Ask ``run`` to return after the batch in hand is handled and committed."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from bus.codec import AlertCodec
 from bus.envelope import RecordError, open_record
-from bus.kafka import bounded, make_consumer
+from bus.kafka import bounded, make_consumer, stop_client
 from bus.keys import KeyRing
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
@@ -69,5 +69,5 @@ async def tail_topic(
                     emit(line)
                     count += 1
     finally:
-        await consumer.stop()
+        await stop_client(consumer, settings.request_timeout_ms)
     return count

@@ -34,7 +34,15 @@ from bus.codec import AlertCodec
 from bus.dlq import DeadLetter
 from bus.envelope import H_SIGNATURE, ReceivedAlert, RecordError, open_record
 from bus.errors import BusError, KafkaError
-from bus.kafka import Admin, bounded, make_consumer, make_producer, read_to_end, topic_partitions
+from bus.kafka import (
+    Admin,
+    bounded,
+    make_consumer,
+    make_producer,
+    read_to_end,
+    stop_client,
+    topic_partitions,
+)
 from bus.keys import HUB_KEY_ID, KeyRing, Signer
 from bus.logs import get_logger
 from bus.models import MessageType
@@ -70,6 +78,7 @@ class FanoutService:
         max_batch: int = 500,
         poll_timeout_ms: int = 50,
         topic_refresh_s: float = 5.0,
+        stall_s: float = 15.0,
     ) -> None:
         if not 0 <= instance < instances:
             raise BusError(f"--instance must be in 0..{instances - 1}, got {instance}")
@@ -87,6 +96,7 @@ class FanoutService:
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
         self._topic_refresh_s = topic_refresh_s
+        self._stall_s = stall_s
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
         # Committed state, rebuilt from Kafka at every (re)start of a session.
@@ -151,11 +161,14 @@ class FanoutService:
                 "fanout_ready", partitions=len(assigned), alerts_known=len(self._recipients)
             )
             loop = asyncio.get_running_loop()
-            next_refresh = loop.time() + self._topic_refresh_s
+            next_refresh = last_progress = loop.time() + self._topic_refresh_s
             while not self._stopping.is_set():
                 if loop.time() >= next_refresh:
                     assigned = await self._assign(consumer, assigned)
                     next_refresh = loop.time() + self._topic_refresh_s
+                    if loop.time() - last_progress > self._stall_s:
+                        await self._check_not_stalled(consumer, assigned)
+                        last_progress = loop.time()
                 if not assigned:
                     await asyncio.sleep(self._poll_timeout_ms / 1000)
                     continue
@@ -166,14 +179,33 @@ class FanoutService:
                 )  # fmt: skip
                 if batch:
                     await self._process(producer, batch)
+                    last_progress = loop.time()
         finally:
             self._ready.clear()
             for client in (consumer, producer):
                 if client is not None:
-                    try:
-                        await asyncio.wait_for(client.stop(), s.request_timeout_ms / 1000)
-                    except Exception as exc:  # closing a client of a dead broker may fail
-                        self._log.warning("client_stop_failed", error=str(exc))
+                    problem = await stop_client(client, s.request_timeout_ms)
+                    if problem:
+                        self._log.warning("client_stop_failed", error=problem)
+
+    async def _check_not_stalled(
+        self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
+    ) -> None:
+        """Raise when records wait on a partition but nothing has arrived for a while.
+
+        aiokafka's consumer reconnects by itself after a broker restart, but has been seen to
+        stop fetching for manually assigned partitions; a fresh session fixes that.
+        """
+        ends = await bounded(
+            consumer.end_offsets(sorted(assigned)), self.settings.request_timeout_ms,
+            "Reading ingress end offsets", timeout_error=KafkaError,
+        )  # fmt: skip
+        behind = [tp for tp in assigned if await consumer.position(tp) < ends[tp]]
+        if behind:
+            raise KafkaError(
+                f"The ingress consumer has fetched nothing for {self._stall_s:.0f} s while "
+                f"{len(behind)} partition(s) hold unread records; starting a new session"
+            )
 
     async def _restore(self) -> None:
         state = await read_to_end(self.settings, self.names.fanout_state)

@@ -24,9 +24,12 @@ from tests.integration.fanout_support import (
 AGREEMENTS = load_example_agreements()
 
 
-async def _wait_routed(service: FanoutService, count: int, timeout_s: float = 120) -> None:
+async def _wait_routed(
+    service: FanoutService, task: asyncio.Task[None], count: int, timeout_s: float = 120
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while service.stats.alerts < count:
+        assert not task.done(), f"the fan-out ended: {task.exception()!r}"
         assert asyncio.get_running_loop().time() < deadline, service.stats
         await asyncio.sleep(0.2)
 
@@ -55,14 +58,14 @@ async def test_fanout_carries_on_after_the_broker_restarts(
         task = asyncio.create_task(service.run())
         await service.wait_ready()
         await publish_all(s, before)
-        await _wait_routed(service, len(before))
+        await _wait_routed(service, task, len(before))
 
         broker.stop()
         await asyncio.sleep(2)  # the service now meets a dead broker
         broker.start()
 
         await publish_all(s, after)
-        await _wait_routed(service, len(before) + len(after), timeout_s=180)
+        await _wait_routed(service, task, len(before) + len(after), timeout_s=180)
         assert not task.done()
         assert service.stats.restarts >= 1
         service.stop()
