@@ -14,12 +14,23 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bus import BusSettings
+from bus import Alert, AlertCodec, BusSettings, SchemaRegistry
 from services.adapters.mapping import alert_id_for
+from services.fanout.service import FanoutService
 from tests.conftest import REPO
+from tests.integration.fanout_support import (
+    check_inboxes,
+    expected_inboxes,
+    fanout_settings,
+    fanout_topics,
+    load_example_agreements,
+    read_inboxes,
+)
 from tests.integration.test_adapters import adapter_topics, prefixed, read_all
+from tests.integration.test_fanout import run_until
 from tests.unit.test_adapters_countries import sample_feed
 
+AGREEMENTS = load_example_agreements()
 RECORDS = 5000
 BATCH = 100
 
@@ -77,7 +88,7 @@ async def _published_at_least(process: asyncio.subprocess.Process, count: int) -
     raise AssertionError("the adapter ended before publishing enough")
 
 
-async def test_adapter_killed_mid_file_loses_nothing_and_duplicates_only_the_batch_in_flight(
+async def test_adapter_killed_mid_file_loses_nothing_and_partners_get_each_record_once(
     settings: BusSettings, country_keys: Path, tmp_path: Path
 ) -> None:
     settings = prefixed(settings)
@@ -116,6 +127,23 @@ async def test_adapter_killed_mid_file_loses_nothing_and_duplicates_only_the_bat
     in_flight = sum(ids.values()) - len(ids)
     print(f"\n{len(valid)} valid records; {in_flight} sent twice (in flight at the kill)")
     assert in_flight <= BATCH  # the fan-out delivers each alert id once
+
+    # Every valid record reaches each entitled partner exactly once, through the fan-out.
+    fanout = fanout_settings(settings)
+    await fanout_topics(fanout, AGREEMENTS)
+    codec = AlertCodec(SchemaRegistry.load(settings.schemas_dir))
+    first_seen: dict[str, Alert] = {}
+    for r in sorted(records, key=lambda r: r.timestamp):
+        alert = codec.decode(r.value).alert
+        first_seen.setdefault(str(alert.alert_id), alert)
+    service = FanoutService(fanout)
+    await run_until(service, len(records))
+    assert service.stats.duplicates == in_flight
+    expected = expected_inboxes(list(first_seen.values()), AGREEMENTS)
+    total = sum(len(v) for v in expected.values())
+    assert total >= len(valid)
+    actual = await read_inboxes(fanout, sorted(AGREEMENTS.partners), expect=total)
+    assert check_inboxes(actual, expected) == total
 
     report = drop / "quarantine" / "rs-big.csv.report.jsonl"
     lines = [json.loads(x) for x in report.read_text("utf-8").splitlines()]
