@@ -57,6 +57,20 @@ class AuditChain:
         self.head_hash = record["hash"]
         return record
 
+    def append_json(self, body: Mapping[str, Any]) -> bytes:
+        """Like ``append``, but return the record as UTF-8 JSON, serialising it only once.
+
+        The bytes are the canonical JSON that was hashed with ``"hash"`` added as the last key.
+        """
+        record = {k: v for k, v in body.items() if k not in _CHAIN_FIELDS}
+        record["index"] = self.next_index
+        record["prev_hash"] = self.head_hash
+        content = canonical_json(record)
+        digest = hashlib.sha256(self.head_hash.encode() + content).hexdigest()
+        self.next_index += 1
+        self.head_hash = digest
+        return content[:-1] + b',"hash":"' + digest.encode() + b'"}'
+
     def copy(self) -> AuditChain:
         return AuditChain(self.next_index, self.head_hash)
 

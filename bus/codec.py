@@ -56,7 +56,7 @@ class AlertCodec:
         buf.write(MAGIC)
         buf.write(schema.fingerprint)
         try:
-            fastavro.schemaless_writer(buf, schema.parsed, record, strict_allow_default=True)
+            fastavro.schemaless_writer(buf, schema.parsed, record)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ValidationError(
                 f"{alert_type} record does not match {schema.path.name}: {exc}"

@@ -57,6 +57,8 @@ def make_producer(
         max_batch_size=settings.max_batch_size_bytes,
         request_timeout_ms=settings.request_timeout_ms,
         max_request_size=2 * 1024 * 1024,
+        # aiokafka's default of 100 ms also paces back-to-back transactions (the fan-out's).
+        retry_backoff_ms=20,
     )
 
 

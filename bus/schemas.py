@@ -69,7 +69,7 @@ def load_schema_file(path: Path, alert_type: str, version: int) -> SchemaVersion
     if not isinstance(schema_json, dict) or schema_json.get("type") != "record":
         raise SchemaError(f"{path}: expected one Avro record schema (a JSON object)")
     try:
-        parsed: dict[str, Any] = fastavro.schema.parse_schema(schema_json, _write_hint=False)  # type: ignore[assignment]
+        parsed: dict[str, Any] = fastavro.schema.parse_schema(schema_json)  # type: ignore[assignment]
         canonical = fastavro.schema.to_parsing_canonical_form(parsed)
     except Exception as exc:  # fastavro raises several kinds for a broken schema
         raise SchemaError(f"{path}: not a valid Avro schema: {exc}") from exc

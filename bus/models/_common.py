@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SerializationInfo,
+    WrapSerializer,
+)
 
 _COUNTRY_CODE = re.compile(r"[a-z]{2}")
 
@@ -94,7 +99,22 @@ CountryCode = Annotated[str, BeforeValidator(_country_code)]
 #: A timezone-aware instant, normalised to UTC and truncated to milliseconds; naive is rejected.
 #: Besides datetimes and ISO 8601 strings it takes an int: milliseconds since the Unix epoch, the
 #: Avro form (``to_avro`` writes that).
-UtcDatetime = Annotated[datetime, BeforeValidator(_epoch_millis), AfterValidator(_utc_millis)]
+UtcDatetime = Annotated[
+    datetime,
+    BeforeValidator(_epoch_millis),
+    AfterValidator(_utc_millis),
+    WrapSerializer(lambda value, handler, info: _serialize_instant(value, handler, info)),
+]
+
+#: Serialization context under which ``model_dump`` writes the Avro form (see ``to_avro``).
+_AVRO_CONTEXT = {"avro": True}
+
+
+def _serialize_instant(value: datetime, handler: Any, info: SerializationInfo) -> Any:
+    if info.context is _AVRO_CONTEXT:
+        return to_epoch_millis(value)
+    return handler(value)
+
 
 #: A calendar date; as a string it must be ISO 8601 "YYYY-MM-DD", the Avro form (``to_avro``
 #: writes that). Numbers are refused.
@@ -113,22 +133,8 @@ class Record(BaseModel):
         milliseconds since the Unix epoch (an int) and dates ISO 8601 "YYYY-MM-DD" strings, as
         the schemas, which use no Avro logical types, declare them.
         """
-        return {name: _to_avro_value(getattr(self, name)) for name in type(self).model_fields}
-
-
-def _to_avro_value(value: Any) -> Any:
-    if isinstance(value, Record):
-        return value.to_avro()
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, list):
-        return [_to_avro_value(item) for item in value]
-    if isinstance(value, datetime):  # before date: a datetime is a date
-        return to_epoch_millis(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str | int | float | bool | None):
-        return value
-    raise TypeError(f"no Avro form for {type(value).__name__}: {value!r}")
+        # pydantic's JSON mode already writes enums as symbols, UUIDs as text and dates as
+        # "YYYY-MM-DD"; under the Avro context, instants become epoch milliseconds. Doing it in
+        # pydantic-core is several times faster than walking the model in Python.
+        record: dict[str, Any] = self.model_dump(mode="json", context=_AVRO_CONTEXT)
+        return record

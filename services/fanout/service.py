@@ -77,7 +77,7 @@ class FanoutService:
         instances: int = 1,
         max_batch: int = 500,
         poll_timeout_ms: int = 50,
-        topic_refresh_s: float = 5.0,
+        topic_refresh_s: float = 30.0,
         stall_s: float = 15.0,
     ) -> None:
         if not 0 <= instance < instances:
@@ -359,12 +359,11 @@ class FanoutService:
         reason: str, agreements: Iterable[str] = (), redacted: Iterable[str] = (),
         inbox: str | None = None,
     ) -> Output:  # fmt: skip
-        record = chain.append({
+        value = chain.append_json({
             **base, "partner": partner, "decision": decision, "reason": reason,
             "agreements": list(agreements), "redacted": list(redacted), "inbox": inbox,
             "decided_at": datetime.now(UTC).isoformat(),
         })  # fmt: skip
-        value = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
         return (self.names.audit, base["alert_id"].encode(), value, [])
 
     def _dead_letter(self, record: ConsumerRecord, exc: RecordError) -> Output:
