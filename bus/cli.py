@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from bus.errors import BusError
+from bus.errors import BusError, OriginMismatch
 from bus.logs import configure_logging
 from bus.settings import BusSettings
 
@@ -185,9 +185,16 @@ def publish(
         for index, data in enumerate(_read_alert_file(path)):
             kind = data.get("alert_type") or alert_type or path.stem
             try:
-                alerts.append(parse_alert(data, kind))
+                alert = parse_alert(data, kind)
             except BusError as exc:
                 raise BusError(f"{path} (alert {index}): {exc}") from exc
+            if alert.origin != origin:
+                raise OriginMismatch(
+                    f"{path} (alert {index}): header.origin {alert.origin!r} is not {origin!r}; "
+                    f"a country publishes only its own alerts (publish it with --origin "
+                    f"{alert.origin} and that country's key)"
+                )
+            alerts.append(alert)
 
     async def go() -> None:
         async with Publisher(settings, origin=origin) as pub:
@@ -330,7 +337,7 @@ def audit_show(
     for column in ("#", "partner", "decision", "agreements", "removed fields", "reason"):
         table.add_column(column)
     for r in records:
-        table.add_row(str(r["index"]), r.get("partner") or "-", r["decision"],
+        table.add_row(str(r.get("index")), r.get("partner") or "-", r.get("decision", "?"),
                       ", ".join(r.get("agreements", [])), ", ".join(r.get("redacted", [])),
                       r.get("reason", ""))  # fmt: skip
     out.print(table)

@@ -71,10 +71,12 @@ def _read_b64_key(path: Path, what: str) -> bytes:
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
-        raise BusKeyError(
-            f"No {what} at {path}. Generate it with `bus keys generate {path.stem}` or copy the "
-            f"partner's {path.stem}.pub into BUS_KEYS_DIR ({path.parent})."
-        ) from None
+        how = (
+            f"Generate it with `bus keys generate {path.stem}` (BUS_KEYS_DIR is {path.parent})"
+            if path.suffix == ".key"
+            else f"Copy {path.stem}'s {path.name} into BUS_KEYS_DIR ({path.parent})"
+        )
+        raise BusKeyError(f"No {what} at {path}. {how}.") from None
     except OSError as exc:
         raise BusKeyError(f"Cannot read {what} {path}: {exc.strerror}") from exc
     try:

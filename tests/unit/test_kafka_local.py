@@ -1,0 +1,30 @@
+"""The local broker explains what is missing instead of failing obscurely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bus import BusSettings, KafkaLocalError
+from bus.kafka_local import LocalKafka
+
+
+def test_without_java_or_maven_the_message_names_both_ways(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither java nor mvn on it
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    broker = LocalKafka(BusSettings(kafka_cache_dir=tmp_path / "cache", kafka_data_dir=tmp_path))
+    with pytest.raises(KafkaLocalError) as info:
+        broker.ensure_jars()
+    message = str(info.value)
+    assert "Java" in message
+    assert "Maven" in message
+    assert "docker compose up" in message
+
+
+def test_status_of_a_broker_never_started_is_stopped(tmp_path: Path) -> None:
+    status = LocalKafka(BusSettings(kafka_data_dir=tmp_path, kafka_port=1)).status()
+    assert not status.running
+    assert status.pid is None
