@@ -50,3 +50,55 @@ async def test_librdkafka_consumer_with_apache_avro_decodes_and_verifies_everyth
         assert line["key_id"] == alert.origin
         assert type(alert).from_avro(line["alert"]) == alert
     assert not sent
+
+
+async def test_a_partner_outside_the_project_reads_its_inbox_and_never_sees_removed_fields(
+    settings: BusSettings, keys_dir: Path, tmp_path: Path
+) -> None:
+    from services.fanout.service import FanoutService
+    from tests.integration.fanout_support import (
+        agreements_keys,
+        expected_inboxes,
+        fanout_settings,
+        fanout_topics,
+        load_example_agreements,
+        publish_all,
+        varied_alerts,
+    )
+    from tests.integration.test_fanout import run_until
+
+    agreements = load_example_agreements()
+    settings = fanout_settings(prefixed(settings))
+    agreements_keys(keys_dir, agreements)
+    await fanout_topics(settings, agreements)
+    alerts = varied_alerts(1500, agreements, seed=21)
+    await publish_all(settings, alerts)
+    await run_until(FanoutService(settings), len(alerts))
+    expected = expected_inboxes(alerts, agreements)
+
+    partner_keys = tmp_path / "partner-keys"  # public keys only, the hub's among them
+    partner_keys.mkdir()
+    for pub_file in keys_dir.glob("*.pub"):
+        (partner_keys / pub_file.name).write_bytes(pub_file.read_bytes())
+    for partner in ("frontex", "mk"):
+        want = len(expected[partner])
+        assert want > 0
+        cmd = [sys.executable, str(REPO / "examples" / "partner_consumer.py"),
+               "--bootstrap", settings.bootstrap_servers, "--schemas", str(REPO / "schemas"),
+               "--keys", str(partner_keys), "--topic", settings.topics.inbox(partner),
+               "--max", str(want), "--idle-seconds", "30"]  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 180)
+        assert proc.returncode == 0, err.decode()
+        lines = [json.loads(line) for line in out.decode().splitlines()]
+        assert len(lines) == want
+        assert all(line["signature_ok"] for line in lines)
+        assert {line["alert"]["header"]["alert_id"] for line in lines} == set(expected[partner])
+        if partner == "frontex":  # its agreement removes the personal data of crossings
+            assert all(line["key_id"] == "hub" for line in lines)
+            for line in lines:
+                assert line["redacted"] == ["persons", "suspected_facilitator"]
+                assert line["alert"]["persons"] == []
+                assert line["alert"]["suspected_facilitator"] is None
