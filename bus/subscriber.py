@@ -27,7 +27,7 @@ from bus.codec import AlertCodec
 from bus.dlq import DeadLetter, send_dead_letter
 from bus.envelope import ReceivedAlert, RecordError, Stage, open_record
 from bus.errors import ConfigError, KafkaError
-from bus.kafka import bounded, make_consumer, make_producer, stop_client
+from bus.kafka import Admin, bounded, make_consumer, make_producer, stop_client
 from bus.keys import KeyRing
 from bus.logs import get_logger
 from bus.schemas import SchemaRegistry
@@ -61,6 +61,7 @@ class Subscriber:
         if bool(topics) == bool(pattern):
             raise ConfigError("Subscriber needs either topics or a pattern (not both)")
         self.group_id = group_id
+        self._topics = tuple(topics)
         self.stats = SubscriberStats()
         self._settings = settings
         self._handler = handler
@@ -77,8 +78,12 @@ class Subscriber:
     async def __aenter__(self) -> Subscriber:
         timeout = self._settings.connect_timeout_ms
         try:
-            await bounded(self._dlq.start(), timeout, "Connecting the dead-letter producer")
-            await bounded(self._consumer.start(), timeout, "Connecting the consumer")
+            if self._topics:
+                await self._check_topics_exist()
+            await bounded(self._dlq.start(), timeout, "Connecting the dead-letter producer",
+                          timeout_error=KafkaError)  # fmt: skip
+            await bounded(self._consumer.start(), timeout, "Connecting the consumer",
+                          timeout_error=KafkaError)  # fmt: skip
         except BaseException:
             await self._close()
             raise
@@ -86,6 +91,18 @@ class Subscriber:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._close()
+
+    async def _check_topics_exist(self) -> None:
+        # aiokafka would wait for a missing topic until the connect timeout and then say
+        # nothing useful; say what is missing and what to do instead.
+        async with Admin(self._settings) as admin:
+            missing = sorted(set(self._topics) - await admin.list_topics())
+        if missing:
+            raise ConfigError(
+                f"Topic(s) {', '.join(missing)} do not exist on "
+                f"{self._settings.bootstrap_servers}. Create the bus's topics with `bus topics apply`, or check the topic names "
+                "(and BUS_TOPIC_PREFIX)."
+            )
 
     async def _close(self) -> None:
         for client in (self._consumer, self._dlq):
