@@ -100,8 +100,8 @@ class Subscriber:
         if missing:
             raise ConfigError(
                 f"Topic(s) {', '.join(missing)} do not exist on "
-                f"{self._settings.bootstrap_servers}. Create the bus's topics with `bus topics apply`, or check the topic names "
-                "(and BUS_TOPIC_PREFIX)."
+                f"{self._settings.bootstrap_servers}. Create the bus's topics with "
+                "`bus topics apply`, or check the topic names (and BUS_TOPIC_PREFIX)."
             )
 
     async def _close(self) -> None:
