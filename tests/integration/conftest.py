@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bus.kafka import Admin
 from bus.kafka_local import LocalKafka
 from bus.keys import generate_keypair
 from bus.settings import BusSettings
 from bus.topics import TopicSpec
-from tests.conftest import REPO
+from tests.conftest import REPO, unique
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,6 +52,36 @@ def bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         yield broker.bootstrap_servers
     finally:
         broker.stop()
+
+
+#: Topic prefixes handed out during the running test; their topics are deleted after it.
+_PREFIXES: list[str] = []
+
+
+def prefixed(settings: BusSettings) -> BusSettings:
+    """The same settings under a topic prefix of this test's own (deleted after the test)."""
+    prefix = f"{unique('t')}."
+    _PREFIXES.append(prefix)
+    return settings.model_copy(update={"topic_prefix": prefix})
+
+
+@pytest.fixture(autouse=True)
+async def _delete_test_topics(bootstrap_servers: str) -> AsyncIterator[None]:
+    # Every partition holds open files in the broker: without this, a long suite would run a
+    # single test broker into its open-files limit.
+    yield
+    prefixes = tuple(_PREFIXES)
+    _PREFIXES.clear()
+    if not prefixes:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+        for i in range(0, len(doomed), 100):
+            await admin.delete_topics(doomed[i : i + 100])
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

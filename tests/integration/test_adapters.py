@@ -28,16 +28,10 @@ from services.adapters.http import create_app
 from services.adapters.identity import IdentityHasher
 from services.adapters.mapping import load_mapping
 from services.adapters.settings import AdapterSettings
-from tests.conftest import unique
-from tests.integration.conftest import create_topics
+from tests.integration.conftest import create_topics, prefixed
 from tests.unit.test_adapters_countries import EXPECTED_TYPES, persons, sample_feed
 
 PARTITIONS = 3
-
-
-def prefixed(settings: BusSettings) -> BusSettings:
-    """The same settings under a topic prefix of this test's own."""
-    return settings.model_copy(update={"topic_prefix": f"{unique('t')}."})
 
 
 async def adapter_topics(settings: BusSettings, cc: str) -> list[str]:

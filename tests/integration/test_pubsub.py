@@ -22,12 +22,7 @@ from bus.kafka_local import LocalKafka
 from bus.models import ALERT_TYPES
 from tests.conftest import unique
 from tests.factories import example_json, make_alert, mixed_alerts
-from tests.integration.conftest import _free_port, create_topics
-
-
-def prefixed(settings: BusSettings) -> BusSettings:
-    """The same settings under a topic prefix of this test's own."""
-    return settings.model_copy(update={"topic_prefix": f"{unique('t')}."})
+from tests.integration.conftest import _free_port, create_topics, prefixed
 
 
 async def ingress_topics(settings: BusSettings, origins: tuple[str, ...]) -> list[str]:
