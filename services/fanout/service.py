@@ -152,7 +152,7 @@ class FanoutService:
             started = clock()
             await bounded(producer.start(), s.connect_timeout_ms, "Starting the fan-out producer")
             await self._restore()
-            self._partitions.clear()
+            await self._warm_up(producer)
             self._log.info("fanout_restored", transactional_id=self.transactional_id,
                            alerts_known=len(self._recipients),
                            audit_next_index=self._chain.next_index,
@@ -191,6 +191,19 @@ class FanoutService:
                     problem = await stop_client(client, s.request_timeout_ms)
                     if problem:
                         self._log.warning("client_stop_failed", error=problem)
+
+    async def _warm_up(self, producer: AIOKafkaProducer) -> None:
+        """Learn every output topic's partitions now, in one go, not topic by topic mid-batch."""
+        topics = [self.names.inbox(p) for p in self.agreements.partners]
+        topics += [self.names.audit, self.names.fanout_state, self.names.dlq]
+        found = await bounded(
+            asyncio.gather(*(producer.partitions_for(t) for t in topics)),
+            self.settings.request_timeout_ms,
+            "Reading the partitions of the output topics (a missing partner inbox? run "
+            "`bus topics apply`)",
+            timeout_error=KafkaError,
+        )  # fmt: skip
+        self._partitions = {t: sorted(ps) for t, ps in zip(topics, found, strict=True)}
 
     async def _check_not_stalled(
         self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
