@@ -11,6 +11,7 @@ The jars live in a cache outside the repository (``BUS_KAFKA_CACHE_DIR``), the l
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -86,8 +87,7 @@ class LocalKafka:
         marker = self.libs_dir / ".complete"
         if marker.exists():
             return self.libs_dir
-        java = self._java()
-        del java
+        self._java()  # fails first, with the message naming both ways to get a broker
         mvn = shutil.which("mvn")
         if mvn is None:
             raise KafkaLocalError(_NO_TOOLS.format(missing="Maven (mvn)", min_java=_MIN_JAVA))
@@ -277,8 +277,6 @@ class LocalKafka:
 
 def _kafka_cluster_id() -> str:
     """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool)."""
-    import base64
-
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bus import Alert, BusSettings, Publisher, PublishResult
-from bus.kafka import bounded, make_producer
+from bus.kafka import bounded, make_producer, stop_client
 from bus.logs import get_logger
 from services.adapters.errors import BatchRejected, RecordRejected
 from services.adapters.feeds import FeedRecord, Limits, json_record
@@ -85,9 +85,9 @@ class Adapter:
 
     async def __aexit__(self, exc_type: object, *exc: object) -> None:
         try:
-            await asyncio.wait_for(self._dlq.stop(), self.settings.publish_timeout_ms / 1000)
-        except TimeoutError:
-            self.log.warning("dlq_producer_stop_timeout")
+            problem = await stop_client(self._dlq, self.settings.publish_timeout_ms)
+            if problem:
+                self.log.warning("dlq_producer_stop_failed", error=problem)
         finally:
             await self._publisher.__aexit__(exc_type, *exc)
 

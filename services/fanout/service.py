@@ -133,7 +133,6 @@ class FanoutService:
                 # Our own wrappers raise KafkaError; aiokafka raises its own errors elsewhere.
                 if not (isinstance(exc, KafkaError | OSError) or _from_aiokafka(exc)):
                     raise
-                self._ready.clear()
                 self.stats.restarts += 1
                 self._log.warning("fanout_session_failed", error_class=type(exc).__name__,
                                   error=str(exc), retry_in_s=backoff_s)  # fmt: skip
