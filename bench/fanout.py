@@ -57,7 +57,7 @@ from bus.agreements import Agreements, parse_agreements  # noqa: E402
 from bus.envelope import alert_headers  # noqa: E402
 from bus.errors import KafkaError  # noqa: E402
 from bus.kafka import Admin, bounded, make_consumer, make_producer, topic_partitions  # noqa: E402
-from bus.kafka_local import LocalKafka, _port_open  # noqa: E402
+from bus.kafka.local import LocalKafka, _port_open  # noqa: E402
 from bus.keys import HUB_KEY_ID, Signer  # noqa: E402
 from bus.logs import configure_logging  # noqa: E402
 from bus.models import ALERT_TYPES, Alert  # noqa: E402

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from bus import BusSettings, Publisher, generate_keypair  # noqa: E402
 from bus.kafka import Admin, make_producer  # noqa: E402
-from bus.kafka_local import LocalKafka, _port_open  # noqa: E402
+from bus.kafka.local import LocalKafka, _port_open  # noqa: E402
 from bus.logs import configure_logging  # noqa: E402
 from bus.models import ALERT_TYPES  # noqa: E402
 from bus.topics import TopicSpec  # noqa: E402

@@ -81,7 +81,7 @@ def _fail(exc: BaseException) -> typer.Exit:
 @kafka_app.command("start")
 def kafka_start() -> None:
     """Fetch (once), format (once) and start the local broker; print its bootstrap address."""
-    from bus.kafka_local import LocalKafka
+    from bus.kafka.local import LocalKafka
 
     broker = LocalKafka(_settings())
     before = broker.status()
@@ -96,7 +96,7 @@ def kafka_start() -> None:
 @kafka_app.command("stop")
 def kafka_stop() -> None:
     """Stop the local broker cleanly; its data stays for the next start."""
-    from bus.kafka_local import LocalKafka
+    from bus.kafka.local import LocalKafka
 
     stopped = LocalKafka(_settings()).stop()
     err.print("Kafka stopped." if stopped else "Kafka was not running.")
@@ -105,7 +105,7 @@ def kafka_stop() -> None:
 @kafka_app.command("status")
 def kafka_status() -> None:
     """Say whether the local broker runs, where, and with which data directory."""
-    from bus.kafka_local import LocalKafka
+    from bus.kafka.local import LocalKafka
 
     status = LocalKafka(_settings()).status()
     state = f"running (pid {status.pid})" if status.running else "stopped"

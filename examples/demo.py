@@ -38,7 +38,7 @@ from bus.admin import apply_topics
 from bus.agreements import load_agreements
 from bus.envelope import header_map
 from bus.kafka import read_to_end
-from bus.kafka_local import LocalKafka
+from bus.kafka.local import LocalKafka
 from bus.logs import configure_logging
 from bus.models import ALERT_MODELS, ALERT_TYPES, Alert
 from services.adapters import Adapter, DropFolder, IdentityHasher, available_countries, load_mapping

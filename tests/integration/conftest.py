@@ -15,7 +15,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bus.kafka import Admin
-from bus.kafka_local import LocalKafka
+from bus.kafka.local import LocalKafka
 from bus.keys import generate_keypair
 from bus.settings import BusSettings
 from bus.topics import TopicSpec

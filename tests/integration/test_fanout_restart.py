@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from bus import BusSettings
-from bus.kafka_local import LocalKafka
+from bus.kafka.local import LocalKafka
 from services.fanout.service import FanoutService
 from tests.integration.conftest import _free_port
 from tests.integration.fanout_support import (

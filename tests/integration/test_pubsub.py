@@ -18,7 +18,7 @@ from bus import (
     ValidationError,
 )
 from bus.errors import KafkaError
-from bus.kafka_local import LocalKafka
+from bus.kafka.local import LocalKafka
 from bus.models import ALERT_TYPES
 from tests.conftest import unique
 from tests.factories import example_json, make_alert, mixed_alerts

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bus import BusSettings, KafkaLocalError
-from bus.kafka_local import LocalKafka
+from bus.kafka.local import LocalKafka
 
 
 def test_without_java_or_maven_the_message_names_both_ways(

@@ -27,7 +27,7 @@ from pathlib import Path
 from bus.errors import KafkaLocalError
 from bus.settings import BusSettings
 
-_HERE = Path(__file__).resolve().parent / "kafka"
+_HERE = Path(__file__).resolve().parent
 _POM = _HERE / "pom.xml"
 _LOG4J = _HERE / "log4j2.properties"
 _MIN_JAVA = 17
