@@ -26,7 +26,7 @@ import yaml
 
 from bus.errors import ConfigError, PolicyError
 from bus.keys import HUB_KEY_ID
-from bus.models import ALERT_TYPES, Tlp
+from bus.models import ALERT_TYPES, AlertStatus, Tlp
 from bus.redact import HEADER, FieldKind, covers, field_kinds
 from bus.schemas import SchemaRegistry
 
@@ -48,7 +48,10 @@ _PARTNER_KEYS = {
 _AGREEMENT_KEYS = {
     "id": True, "title": True, "legal_basis": True, "origins": True, "recipients": True,
     "types": True, "max_tlp": True, "redact": True, "valid_from": True, "valid_until": True,
+    "statuses": False,
 }  # fmt: skip
+#: What an agreement carries when it names no ``statuses``: real alerts only.
+DEFAULT_STATUSES: frozenset[AlertStatus] = frozenset({AlertStatus.ACTUAL})
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class Agreement:
     redact: tuple[str, ...]
     valid_from: date
     valid_until: date | None = None
+    #: The alert statuses it carries (``ACTUAL`` unless it names ``EXERCISE`` or ``TEST`` too).
+    statuses: frozenset[AlertStatus] = DEFAULT_STATUSES
 
     def valid_on(self, day: date) -> bool:
         """Whether ``day`` lies in the validity period, both ends included."""
@@ -92,6 +97,9 @@ class Agreement:
 
     def allows(self, tlp: Tlp) -> bool:
         return TLP_RANK[tlp] <= TLP_RANK[self.max_tlp]
+
+    def carries(self, status: AlertStatus) -> bool:
+        return status in self.statuses
 
 
 @dataclass(frozen=True)
@@ -314,8 +322,21 @@ class _Parser:
                 self.fail(f"valid_until {valid_until} is before valid_from {valid_from}")
         return Agreement(
             aid, title, legal_basis, origins, frozenset(recipients), alert_types, Tlp(max_tlp),
-            paths, valid_from, valid_until,
+            paths, valid_from, valid_until, self.statuses(raw.get("statuses")),
         )  # fmt: skip
+
+    def statuses(self, raw: object) -> frozenset[AlertStatus]:
+        if raw is None:
+            return DEFAULT_STATUSES
+        known = ", ".join(AlertStatus)
+        if not isinstance(raw, list) or not raw:
+            self.fail(f"statuses must be a non-empty list of {known}, got {_kind(raw)}")
+        for status in raw:
+            if not isinstance(status, str) or status not in AlertStatus.__members__:
+                self.fail(f"unknown status {status!r} in statuses; known: {known}")
+        if len(set(raw)) != len(raw):
+            self.fail("statuses lists a status twice")
+        return frozenset(AlertStatus(s) for s in raw)
 
     def types(self, raw: list[Any]) -> frozenset[str]:
         if ALL_TYPES in raw:

@@ -9,15 +9,18 @@
 The rules (DESIGN.md, "Sharing agreements"), deny by default:
 
 1. The origin never gets its own alert back (a partner whose ``country`` is the origin).
-2. An agreement *matches* partner P when it names the alert's origin, P and its type, is valid
-   on the UTC date of ``header.occurred_at``, and allows the alert's TLP
-   (CLEAR < GREEN < AMBER < AMBER_STRICT < RED). No matching agreement: denied.
-3. A non-empty ``header.explicit_recipients`` narrows delivery to those of the entitled partners.
-4. TLP:RED goes only to explicit recipients that a matching agreement allows at RED, so a RED
+2. An alert whose ``expires_at`` has passed when it is routed reaches nobody (``expired``).
+3. An agreement *matches* partner P when it names the alert's origin, P and its type, is valid
+   on the UTC date of ``header.occurred_at``, allows the alert's TLP
+   (CLEAR < GREEN < AMBER < AMBER_STRICT < RED) and carries its status (``ACTUAL`` unless the
+   agreement's ``statuses`` name ``EXERCISE`` or ``TEST`` too). No matching agreement: denied.
+4. A non-empty ``header.explicit_recipients`` narrows delivery to those of the entitled partners.
+5. TLP:RED goes only to explicit recipients that a matching agreement allows at RED, so a RED
    alert naming no explicit recipient reaches nobody.
-5. A field is removed when every matching agreement removes it (or a field around it).
-6. An UPDATE or CANCEL reaches every partner that received the alert(s) it references, when
-   the caller says who that was (``referenced_recipients``); see ``decide``.
+6. A field is removed when every matching agreement removes it (or a field around it).
+7. An UPDATE or CANCEL follows the same rules. A partner that received the alert(s) it
+   references (``referenced_recipients``, same origin only) and whom the rules deny the
+   follow-up gets a withdrawal notice instead (``notice``): identifiers, no content.
 
 ``decide`` is called for every alert and every partner, so it looks agreements up in the index
 ``Agreements`` builds by origin and alert type instead of scanning them all.
@@ -26,17 +29,18 @@ The rules (DESIGN.md, "Sharing agreements"), deny by default:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 
-from bus.agreements import TLP_RANK, Agreement, Agreements
+from bus.agreements import Agreement, Agreements
 from bus.models import Alert, MessageType, Tlp
-from bus.redact import covers, minimal_paths, removable_paths
+from bus.redact import covers, minimal_paths
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What one partner gets for one alert: a copy (without ``redact``) or nothing, and why."""
+    """What one partner gets for one alert: a copy (without ``redact``), a withdrawal notice, or
+    nothing, and why."""
 
     partner_id: str
     deliver: bool
@@ -46,6 +50,20 @@ class Decision:
     #: Field paths to remove from this partner's copy, sorted, none covering another.
     redact: tuple[str, ...]
     reason: str
+    #: Instead of the content: a withdrawal notice (identifiers only) for an earlier recipient
+    #: of the alert this follow-up updates or cancels, whom the rules deny the follow-up.
+    notice: bool = False
+    #: Denied because the alert's ``expires_at`` had passed when it was routed.
+    expired: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """``delivered``, ``notice``, ``expired`` or ``denied``: the audit's word for it."""
+        if self.deliver:
+            return "delivered"
+        if self.notice:
+            return "notice"
+        return "expired" if self.expired else "denied"
 
 
 def decide(
@@ -53,76 +71,81 @@ def decide(
     agreements: Agreements,
     *,
     referenced_recipients: frozenset[str] | None = None,
+    now: datetime | None = None,
 ) -> list[Decision]:
     """The decision for every partner in ``agreements.partners``, sorted by partner id.
 
+    ``now`` is when the alert is routed (default: the current time); an alert whose
+    ``expires_at`` is not after it reaches nobody.
+
     ``referenced_recipients`` is, for an UPDATE or CANCEL, the set of partners that received the
     alert(s) it references; the policy has no memory, so the caller (the fan-out, from its
-    audit) supplies it. Each of those partners receives the UPDATE or CANCEL whatever its TLP,
-    date or explicit recipients, so that nobody keeps acting on stale or withdrawn information;
-    the origin still gets nothing back. Its copy is redacted as the agreements that match the
-    update require, when some do. When none does (the update is RED, later than an agreement's
-    end, or the agreement is gone), the policy cannot know which agreement carried the original,
-    so it takes the most restrictive choice: every path that any agreement naming the origin,
-    the partner and the type removes (their union), or, when no agreement names them at all any
-    more, every field that can be removed. ``agreement_ids`` then lists the agreements whose
-    paths were used. Partners not in ``referenced_recipients`` follow the normal rules, and for
-    an ALERT ``referenced_recipients`` is ignored.
+    state) supplies it, and only for alerts of the follow-up's own origin. The follow-up itself
+    obeys the rules like any alert: an earlier recipient gets its content only when the rules
+    allow that follow-up now (its TLP, status, explicit recipients, expiry, the agreements in
+    force and the removals they require). An earlier recipient the rules deny gets a withdrawal
+    notice instead (``notice``), so that nobody keeps acting on withdrawn information and nobody
+    receives content the rules would deny. The origin still gets nothing back. For an ALERT
+    ``referenced_recipients`` is ignored.
     """
     header = alert.header
-    origin, alert_type, tlp = header.origin, alert.alert_type, header.tlp
-    day = header.occurred_at.astimezone(UTC).date()
-    explicit = frozenset(header.explicit_recipients)
+    routed_at = now if now is not None else datetime.now(UTC)
+    expired = header.expires_at is not None and header.expires_at <= routed_at
     referenced = (
         referenced_recipients
         if referenced_recipients is not None and header.msg_type is not MessageType.ALERT
         else frozenset()
     )
-    covering = agreements.covering(origin, alert_type)
+    covering = agreements.covering(header.origin, alert.alert_type)
     decisions: list[Decision] = []
     for pid, partner in agreements.partners.items():
-        if partner.country == origin:
+        if partner.country == header.origin:
             decisions.append(_deny(pid, (), "origin: the origin does not receive its own alert"))
             continue
-        named = [a for a in covering if pid in a.recipients]
-        matching = [a for a in named if a.valid_on(day) and TLP_RANK[tlp] <= TLP_RANK[a.max_tlp]]
+        decision = _decide_one(alert, pid, covering, expired, routed_at)
         if pid in referenced:
-            decisions.append(_follow_up(pid, alert_type, named, matching))
-        elif not matching:
-            decisions.append(_deny(pid, (), _why_none(pid, origin, alert_type, tlp, day, named)))
-        elif tlp is Tlp.RED and not explicit:
-            decisions.append(
-                _deny(
-                    pid, matching, "TLP:RED goes only to explicit recipients; the alert names none"
-                )
-            )
-        elif explicit and pid not in explicit:
-            decisions.append(_deny(pid, matching, "not an explicit recipient"))
-        else:
-            ids = _ids(matching)
-            decisions.append(
-                Decision(pid, True, ids, _removed_by_all(matching), f"covered by {', '.join(ids)}")
-            )
+            decision = _follow_up(decision)
+        decisions.append(decision)
     return decisions
 
 
-def _follow_up(
-    pid: str, alert_type: str, named: Sequence[Agreement], matching: Sequence[Agreement]
+def _decide_one(
+    alert: Alert, pid: str, covering: Sequence[Agreement], expired: bool, now: datetime
 ) -> Decision:
+    """The rules for one partner (everything but the origin and the follow-up rule)."""
+    header = alert.header
+    tlp, status = header.tlp, header.status
+    day = header.occurred_at.astimezone(UTC).date()
+    explicit = header.explicit_recipients
+    named = [a for a in covering if pid in a.recipients]
+    matching = [a for a in named if a.valid_on(day) and a.allows(tlp) and a.carries(status)]
+    if expired:
+        assert header.expires_at is not None
+        reason = f"expired at {header.expires_at.isoformat()}, before it was routed ({_iso(now)})"
+        return Decision(pid, False, _ids(matching), (), reason, expired=True)
+    if not matching:
+        return _deny(pid, (), _why_none(alert, pid, day, named))
+    if tlp is Tlp.RED and not explicit:
+        return _deny(pid, matching, _RED_NEEDS_EXPLICIT)
+    if explicit and pid not in explicit:
+        return _deny(pid, matching, "not an explicit recipient")
+    ids = _ids(matching)
+    return Decision(pid, True, ids, _removed_by_all(matching), f"covered by {', '.join(ids)}")
+
+
+_RED_NEEDS_EXPLICIT = "TLP:RED goes only to explicit recipients; the alert names none"
+
+
+def _follow_up(decision: Decision) -> Decision:
+    """An earlier recipient: the follow-up's content if the rules allow it, else a notice."""
     why = "received the alert this one updates or cancels"
-    if matching:
-        ids = _ids(matching)
-        return Decision(
-            pid, True, ids, _removed_by_all(matching), f"{why}; covered by {', '.join(ids)}"
-        )
-    if named:
-        ids = _ids(named)
-        paths = minimal_paths(p for a in named for p in a.redact)
-        reason = f"{why}; no agreement matches now, so all removals of {', '.join(ids)} apply"
-        return Decision(pid, True, ids, paths, reason)
-    paths = minimal_paths(removable_paths(alert_type))
-    reason = f"{why}; no agreement names it any more, so every removable field is removed"
-    return Decision(pid, True, (), paths, reason)
+    if decision.deliver:
+        return replace(decision, reason=f"{why}; {decision.reason}")
+    return replace(
+        decision, notice=True, redact=(),
+        reason=f"{why}, but the rules deny this follow-up ({decision.reason}): "
+        "a withdrawal notice instead",
+    )  # fmt: skip
 
 
 def _removed_by_all(matching: Sequence[Agreement]) -> tuple[str, ...]:
@@ -141,17 +164,25 @@ def _removes(paths: Iterable[str], path: str) -> bool:
     return any(covers(prefix, path) for prefix in paths)
 
 
-def _why_none(
-    pid: str, origin: str, alert_type: str, tlp: Tlp, day: date, named: Sequence[Agreement]
-) -> str:
+def _why_none(alert: Alert, pid: str, day: date, named: Sequence[Agreement]) -> str:
+    header = alert.header
+    origin, alert_type, tlp, status = header.origin, alert.alert_type, header.tlp, header.status
     if not named:
         return f"no agreement shares {alert_type} from {origin} with {pid}"
     in_force = [a for a in named if a.valid_on(day)]
     if not in_force:
         periods = ", ".join(f"{a.id} {a.valid_from}..{a.valid_until or ''}" for a in named)
         return f"no agreement in force on {day} ({periods})"
-    limits = ", ".join(f"{a.id} up to {a.max_tlp.value}" for a in in_force)
+    carrying = [a for a in in_force if a.carries(status)]
+    if not carrying:
+        kinds = ", ".join(f"{a.id} carries {'/'.join(sorted(a.statuses))}" for a in in_force)
+        return f"a {status.value} alert, which no agreement in force carries ({kinds})"
+    limits = ", ".join(f"{a.id} up to {a.max_tlp.value}" for a in carrying)
     return f"TLP:{tlp.value} is above what the agreements allow ({limits})"
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat()
 
 
 def _deny(pid: str, matching: Sequence[Agreement], reason: str) -> Decision:

@@ -14,7 +14,7 @@ import yaml
 
 from bus import ConfigError, PolicyError, SchemaRegistry
 from bus.agreements import Agreement, Agreements, load_agreements, parse_agreements
-from bus.models import ALERT_TYPES, Tlp
+from bus.models import ALERT_TYPES, AlertStatus, Tlp
 from tests.conftest import REPO
 
 REGISTRY = SchemaRegistry.load(REPO / "schemas")
@@ -239,7 +239,26 @@ BROKEN: list[tuple[str, Any, str]] = [
     ("webhook without URL", _partner_with("europol", delivery="webhook"),
      "partner 'europol': delivery 'webhook' needs webhook_url"),
     ("unknown delivery", _partner_with("europol", delivery="email"), "partner 'europol': delivery"),
+    ("unknown status", _agreement_with(statuses=["ACTUAL", "DRILL"]),
+     AGREEMENT + "unknown status 'DRILL' in statuses; known: ACTUAL, EXERCISE, TEST"),
+    ("lower-case status", _agreement_with(statuses=["exercise"]), AGREEMENT + "unknown status"),
+    ("empty statuses", _agreement_with(statuses=[]),
+     AGREEMENT + "statuses must be a non-empty list"),
+    ("status twice", _agreement_with(statuses=["TEST", "TEST"]),
+     AGREEMENT + "statuses lists a status twice"),
+    ("statuses not a list", _agreement_with(statuses="EXERCISE"),
+     AGREEMENT + "statuses must be a non-empty list"),
 ]  # fmt: skip
+
+
+def test_an_agreement_carries_actual_alerts_unless_it_names_its_statuses() -> None:
+    plain = parse_agreements(BASE, source="base.yaml", schemas=REGISTRY).agreements[0]
+    assert plain.statuses == {AlertStatus.ACTUAL}
+    drill = parse_agreements(
+        _agreement_with(statuses=["EXERCISE", "TEST"]), source="x.yaml", schemas=REGISTRY
+    ).agreements[0]
+    assert drill.statuses == {AlertStatus.EXERCISE, AlertStatus.TEST}
+    assert not drill.carries(AlertStatus.ACTUAL)
 
 
 @pytest.mark.parametrize(("doc", "message"), [c[1:] for c in BROKEN], ids=[c[0] for c in BROKEN])

@@ -16,7 +16,7 @@ from bus import AlertCodec, SchemaRegistry
 from bus.agreements import Agreement, Agreements, load_agreements, parse_agreements
 from bus.models import ALERT_MODELS, ALERT_TYPES, Alert, AlertHeader
 from bus.policy import Decision, decide
-from bus.redact import FieldKind, field_kinds, redact, removable_paths
+from bus.redact import field_kinds, redact, removable_paths
 from tests.conftest import REPO
 from tests.factories import make_alert
 from tests.strategies import model_dicts
@@ -198,8 +198,8 @@ def _update(msg_type: str = "UPDATE", **header: Any) -> Alert:
 
 
 @pytest.mark.parametrize("msg_type", ["UPDATE", "CANCEL"])
-def test_an_update_reaches_every_recipient_of_the_referenced_alert(msg_type: str) -> None:
-    # Later than the agreement's end, RED, and naming only frontex: by the normal rules nobody.
+def test_an_earlier_recipient_the_rules_deny_gets_a_withdrawal_notice(msg_type: str) -> None:
+    # Later than the agreement's end, RED, and naming only frontex: by the rules nobody.
     alert = _update(
         msg_type, occurred_at="2015-01-01T00:00:00Z", tlp="RED", explicit_recipients=["frontex"]
     )
@@ -207,28 +207,78 @@ def test_an_update_reaches_every_recipient_of_the_referenced_alert(msg_type: str
 
     referenced = frozenset({"mk", "jc-tabanovce", "europol", "rs", "not-a-partner"})
     d = _by_partner(decide(alert, FOLLOW_UP_AGREEMENTS, referenced_recipients=referenced))
-    assert _delivered(list(d.values())) == {"mk", "jc-tabanovce", "europol"}
-    assert not d["rs"].deliver  # still never back to the origin
-    # No agreement matches now: every removal of the agreements naming them for rs/crossings.
-    assert d["mk"].agreement_ids == ("tabanovce", "tabanovce-people")
-    assert d["mk"].redact == ("persons", "suspected_facilitator")
-    assert d["jc-tabanovce"].redact == ("suspected_facilitator",)
-    # europol is named only for readmissions: every field that can be removed is.
-    assert d["europol"].agreement_ids == ()
-    assert d["europol"].redact == (
-        "crossing_point", "nationality_breakdown", "persons", "suspected_facilitator",
-    )  # fmt: skip
-    assert "every removable field" in d["europol"].reason
+    assert _delivered(list(d.values())) == set()  # no content to anyone
+    assert {p for p, x in d.items() if x.notice} == {"mk", "jc-tabanovce", "europol"}
+    assert not d["rs"].notice  # still never back to the origin
+    assert not d["frontex"].notice  # named, but never received the alert: nothing
+    for pid in ("mk", "jc-tabanovce", "europol"):
+        assert d[pid].outcome == "notice"
+        assert d[pid].redact == ()
+        assert "withdrawal notice" in d[pid].reason
+
+
+def test_a_red_follow_up_reaches_with_content_only_the_explicit_recipients_allowed_at_red() -> None:
+    agreements = _agreements(
+        _agreement("tabanovce"),
+        _agreement("europol-red", recipients=["europol", "mk"], max_tlp="RED"),
+    )
+    alert = _update(tlp="RED", explicit_recipients=["europol"])
+    earlier = frozenset({"mk", "jc-tabanovce", "europol"})
+    d = _by_partner(decide(alert, agreements, referenced_recipients=earlier))
+    assert _delivered(list(d.values())) == {"europol"}
+    assert d["europol"].reason.startswith("received the alert this one updates or cancels; ")
+    assert d["mk"].notice
+    assert d["mk"].reason.find("not an explicit recipient") > 0
+    assert d["jc-tabanovce"].notice
+    assert "TLP:RED is above" in d["jc-tabanovce"].reason
 
 
 def test_an_update_uses_the_matching_agreements_redaction_when_some_match() -> None:
-    alert = _update(tlp="GREEN", explicit_recipients=["jc-tabanovce"])
+    alert = _update(tlp="GREEN", explicit_recipients=["jc-tabanovce", "mk"])
     d = _by_partner(decide(alert, FOLLOW_UP_AGREEMENTS, referenced_recipients=frozenset({"mk"})))
     assert d["mk"].deliver
     assert d["mk"].agreement_ids == ("tabanovce", "tabanovce-people")
     assert d["mk"].redact == ()  # tabanovce removes the facilitator, tabanovce-people the persons
     assert d["jc-tabanovce"].deliver  # not referenced: the normal rules, and it is named
     assert d["jc-tabanovce"].redact == ("suspected_facilitator",)
+
+
+def test_an_exercise_goes_only_where_an_agreement_carries_exercises() -> None:
+    agreements = _agreements(
+        _agreement("tabanovce"),
+        _agreement("drill", recipients=["europol"], statuses=["ACTUAL", "EXERCISE"]),
+    )
+    exercise = _by_partner(decide(_crossing(status="EXERCISE"), agreements))
+    assert _delivered(list(exercise.values())) == {"europol"}
+    assert exercise["mk"].reason == (
+        "a EXERCISE alert, which no agreement in force carries (tabanovce carries ACTUAL)"
+    )
+    test = decide(_crossing(status="TEST"), agreements)
+    assert _delivered(test) == set()
+    assert _delivered(decide(_crossing(), agreements)) == {"mk", "jc-tabanovce", "europol"}
+
+
+def test_an_expired_alert_reaches_nobody_but_its_follow_ups_still_reach_earlier_recipients() -> (
+    None
+):
+    routed = datetime(2014, 1, 10, tzinfo=UTC)
+    alert = _crossing(expires_at="2014-01-09T12:00:00Z")
+    d = _by_partner(decide(alert, TABANOVCE, now=routed))
+    assert _delivered(list(d.values())) == set()
+    assert d["mk"].outcome == "expired"
+    assert d["mk"].reason.startswith("expired at 2014-01-09T12:00:00+00:00")
+    assert _delivered(decide(alert, TABANOVCE, now=datetime(2014, 1, 9, tzinfo=UTC))) == {
+        "mk", "jc-tabanovce",
+    }  # fmt: skip
+    cancel = _update("CANCEL")  # its own expires_at is None
+    earlier = frozenset({"mk"})
+    assert _delivered(decide(cancel, TABANOVCE, referenced_recipients=earlier, now=routed)) == {
+        "mk", "jc-tabanovce",
+    }  # fmt: skip
+    stale = _update("CANCEL", expires_at="2014-01-09T12:00:00Z")
+    d = _by_partner(decide(stale, TABANOVCE, referenced_recipients=earlier, now=routed))
+    assert d["mk"].notice  # an expired follow-up still tells earlier recipients
+    assert d["jc-tabanovce"].outcome == "expired"
 
 
 def test_referenced_recipients_do_not_matter_for_a_new_alert() -> None:
@@ -255,6 +305,7 @@ def test_the_shipped_agreements_send_frontex_crossings_without_personal_data() -
 # --- The property: random agreements and alerts against an independent reference --------------
 
 TLPS = ["CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED"]
+STATUSES = ["ACTUAL", "EXERCISE", "TEST"]
 POOL = ("rs", "mk", "al", "hr", "europol", "frontex", "jc-tabanovce", "jeg-de")
 ORIGINS = ("rs", "mk", "al")
 DAY0 = date(2014, 1, 1)
@@ -307,6 +358,9 @@ def random_agreements(draw: st.DrawFn, alert_type: str | None = None) -> Agreeme
             "valid_from": valid_from,
             "valid_until": None if length is None else valid_from + timedelta(days=length),
         })  # fmt: skip
+        statuses = draw(st.none() | st.lists(st.sampled_from(STATUSES), min_size=1, unique=True))
+        if statuses is not None:
+            raw[-1]["statuses"] = statuses
     return parse_agreements({"partners": partners, "agreements": raw}, source="random")
 
 
@@ -318,11 +372,14 @@ def random_alerts(draw: st.DrawFn, alert_type: str | None = None) -> Alert:
     msg_type = draw(st.sampled_from(["ALERT", "UPDATE", "CANCEL"]))
     day = DAY0 + timedelta(days=draw(st.integers(-2, 70)))
     occurred = datetime.combine(day, draw(st.times()), tzinfo=UTC)
+    issued = occurred + timedelta(minutes=draw(st.integers(0, 4 * 24 * 60)))
+    lifetime = draw(st.none() | st.integers(1, 10 * 24 * 60))
     data["header"] |= {
         "origin": draw(st.sampled_from(ORIGINS)),
         "occurred_at": occurred,
-        "issued_at": occurred + timedelta(minutes=draw(st.integers(0, 4 * 24 * 60))),
-        "expires_at": None,
+        "issued_at": issued,
+        "expires_at": None if lifetime is None else issued + timedelta(minutes=lifetime),
+        "status": draw(st.sampled_from(["ACTUAL", "ACTUAL", *STATUSES])),
         "tlp": draw(st.sampled_from([*TLPS, "RED"])),
         "msg_type": msg_type,
         "references": [str(draw(st.uuids()))] if msg_type != "ALERT" else [],
@@ -341,15 +398,17 @@ class Expected:
     redact: tuple[str, ...]
     #: The agreements whose removals this partner's copy must honour.
     honoured: list[Agreement]
+    notice: bool = False
 
 
 def reference(
-    alert: Alert, agreements: Agreements, referenced: frozenset[str] | None
+    alert: Alert, agreements: Agreements, referenced: frozenset[str] | None, now: datetime
 ) -> list[Expected]:
     """The rules of DESIGN.md written out naively: every partner against every agreement."""
     h = alert.header
     day = h.occurred_at.astimezone(UTC).date()
     universe = field_kinds(alert.alert_type, REGISTRY)
+    expired = h.expires_at is not None and not h.expires_at > now
     out = []
     for pid in sorted(agreements.partners):
         partner = agreements.partners[pid]
@@ -370,37 +429,16 @@ def reference(
                 continue
             if TLPS.index(h.tlp.value) > TLPS.index(a.max_tlp.value):
                 continue
+            if h.status.value not in {s.value for s in a.statuses}:
+                continue
             matching.append(a)
         ids = tuple(sorted(a.id for a in matching))
-        follow_up = h.msg_type.value != "ALERT" and referenced is not None and pid in referenced
-        if follow_up:
-            if matching:
-                out.append(Expected(pid, True, ids, _every(matching, universe), matching))
-                continue
-            named = [
-                a
-                for a in agreements.agreements
-                if h.origin in a.origins and pid in a.recipients and alert.alert_type in a.types
-            ]
-            if named:
-                removed = {p for p in universe if any(_under(p, a.redact) for a in named)}
-                out.append(
-                    Expected(pid, True, tuple(sorted(a.id for a in named)), _tops(removed), named)
-                )
-            else:
-                removable = {
-                    p
-                    for p, kind in universe.items()
-                    if kind is not FieldKind.REQUIRED and p.split(".")[0] != "header"
-                }
-                out.append(Expected(pid, True, (), _tops(removable), []))
-            continue
         # RED goes only to explicit recipients; other TLPs to them when the alert names any.
         narrowed = h.tlp.value == "RED" or len(h.explicit_recipients) > 0
-        if len(matching) == 0:
-            out.append(Expected(pid, False, (), (), []))
-        elif narrowed and pid not in h.explicit_recipients:
-            out.append(Expected(pid, False, ids, (), []))
+        if expired or len(matching) == 0 or (narrowed and pid not in h.explicit_recipients):
+            # Denied. An earlier recipient of what this follow-up refers to is told, no more.
+            told = h.msg_type.value != "ALERT" and referenced is not None and pid in referenced
+            out.append(Expected(pid, False, ids if matching else (), (), [], notice=told))
         else:
             out.append(Expected(pid, True, ids, _every(matching, universe), matching))
     return out
@@ -440,26 +478,29 @@ def _values(record: Any, path: str) -> list[Any]:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[Agreements, Alert, frozenset[str] | None]:
+def scenarios(
+    draw: st.DrawFn,
+) -> tuple[Agreements, Alert, frozenset[str] | None, datetime]:
     """Agreements, an alert most of them cover, and who received what it refers to (if known)."""
     alert_type = draw(st.sampled_from(ALERT_TYPES))
     agreements = draw(random_agreements(alert_type))
     alert = draw(random_alerts(alert_type))
     referenced = draw(st.none() | st.frozensets(st.sampled_from((*POOL, "not-a-partner"))))
-    return agreements, alert, referenced
+    now = alert.header.issued_at + timedelta(minutes=draw(st.integers(0, 12 * 24 * 60)))
+    return agreements, alert, referenced, now
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_decisions_equal_the_reference_and_copies_hold_no_removed_field(
-    scenario: tuple[Agreements, Alert, frozenset[str] | None],
+    scenario: tuple[Agreements, Alert, frozenset[str] | None, datetime],
 ) -> None:
-    agreements, alert, referenced = scenario
-    decisions = decide(alert, agreements, referenced_recipients=referenced)
-    expected = reference(alert, agreements, referenced)
+    agreements, alert, referenced, now = scenario
+    decisions = decide(alert, agreements, referenced_recipients=referenced, now=now)
+    expected = reference(alert, agreements, referenced, now)
 
-    got = [(d.partner_id, d.deliver, d.agreement_ids, d.redact) for d in decisions]
-    assert got == [(e.partner_id, e.deliver, e.agreement_ids, e.redact) for e in expected]
+    got = [(d.partner_id, d.deliver, d.notice, d.agreement_ids, d.redact) for d in decisions]
+    assert got == [(e.partner_id, e.deliver, e.notice, e.agreement_ids, e.redact) for e in expected]
 
     record = alert.to_avro()
     for decision, exp in zip(decisions, expected, strict=True):
@@ -516,13 +557,14 @@ def test_the_index_gives_the_same_decisions_as_a_full_scan_for_the_example() -> 
                 alert = make_alert(alert_type, origin, tlp=tlp, explicit_recipients=[])
                 for when in ("2014-08-01", "2019-01-01"):
                     dated = _redate(alert, datetime.combine(date.fromisoformat(when), time(12)))
+                    now = dated.header.issued_at + timedelta(hours=1)
                     got = [
                         (d.partner_id, d.deliver, d.agreement_ids, d.redact)
-                        for d in decide(dated, agreements)
+                        for d in decide(dated, agreements, now=now)
                     ]
                     want = [
                         (e.partner_id, e.deliver, e.agreement_ids, e.redact)
-                        for e in reference(dated, agreements, None)
+                        for e in reference(dated, agreements, None, now)
                     ]
                     assert got == want
 
