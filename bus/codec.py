@@ -19,8 +19,8 @@ from typing import Any
 import fastavro
 
 from bus.errors import DecodeError, SchemaError, ValidationError
-from bus.models import ALERT_MODELS, Alert
-from bus.schemas import SchemaRegistry, SchemaVersion
+from bus.models import ALERT_MODELS, Alert, WithdrawalNotice
+from bus.schemas import NOTICE_TYPES, SchemaRegistry, SchemaVersion
 
 MAGIC = b"\xc3\x01"
 HEADER_BYTES = len(MAGIC) + 8
@@ -33,6 +33,15 @@ class DecodedAlert:
     alert_type: str
     writer_version: int
     alert: Alert
+
+
+@dataclass(frozen=True)
+class DecodedNotice:
+    """A decoded notice of the bus and the schema version it was written with."""
+
+    record_type: str
+    writer_version: int
+    notice: WithdrawalNotice
 
 
 class AlertCodec:
@@ -48,6 +57,9 @@ class AlertCodec:
 
     def encode(self, alert: Alert) -> bytes:
         return self.encode_record(alert.alert_type, alert.to_avro())
+
+    def encode_notice(self, notice: WithdrawalNotice) -> bytes:
+        return self.encode_record(notice.record_type, notice.to_avro())
 
     def encode_record(self, alert_type: str, record: dict[str, Any]) -> bytes:
         """Encode an Avro-shaped dict with the newest schema of ``alert_type``."""
@@ -111,7 +123,26 @@ class AlertCodec:
         return writer, record
 
     def decode(self, value: bytes) -> DecodedAlert:
+        """Decode an alert; a notice (or anything else) raises ``DecodeError``."""
+        decoded = self.decode_message(value)
+        if isinstance(decoded, DecodedNotice):
+            raise DecodeError(
+                f"Value is a {decoded.notice.record_type}, which the bus writes into partner "
+                "inboxes, not an alert"
+            )
+        return decoded
+
+    def decode_message(self, value: bytes) -> DecodedAlert | DecodedNotice:
+        """Decode an alert or a notice of the bus (what a partner inbox holds)."""
         writer, record = self.decode_record(value)
+        if writer.alert_type in NOTICE_TYPES:
+            try:
+                notice = WithdrawalNotice.from_avro(record)
+            except ValidationError as exc:
+                raise DecodeError(
+                    f"{writer.alert_type} v{writer.version} decodes, but is not valid: {exc}"
+                ) from exc
+            return DecodedNotice(writer.alert_type, writer.version, notice)
         model = ALERT_MODELS[writer.alert_type]
         try:
             alert = model.from_avro(record)

@@ -24,6 +24,9 @@ import fastavro.schema
 from bus.errors import SchemaError
 
 _VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
+#: Record types the bus itself writes to partners, beside the alert types (which all start with
+#: the common ``header``). They are part of the partner contract and checked like the others.
+NOTICE_TYPES: frozenset[str] = frozenset({"withdrawal-notice"})
 _ALERT_TYPE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
@@ -74,7 +77,7 @@ def load_schema_file(path: Path, alert_type: str, version: int) -> SchemaVersion
     except Exception as exc:  # fastavro raises several kinds for a broken schema
         raise SchemaError(f"{path}: not a valid Avro schema: {exc}") from exc
     fields = [f.get("name") for f in schema_json.get("fields", [])]
-    if not fields or fields[0] != "header":
+    if alert_type not in NOTICE_TYPES and (not fields or fields[0] != "header"):
         raise SchemaError(f"{path}: the first field must be 'header' (the common AlertHeader)")
     return SchemaVersion(
         alert_type=alert_type,
@@ -133,6 +136,12 @@ class SchemaRegistry:
 
     @property
     def alert_types(self) -> tuple[str, ...]:
+        """The alert types (what countries publish), without the bus's own notice types."""
+        return tuple(sorted(t for t in self._versions if t not in NOTICE_TYPES))
+
+    @property
+    def record_types(self) -> tuple[str, ...]:
+        """Every record type with a schema: the alert types and the notice types."""
         return tuple(sorted(self._versions))
 
     def versions(self, alert_type: str) -> list[SchemaVersion]:
@@ -150,7 +159,7 @@ class SchemaRegistry:
         return self._by_fingerprint.get(fingerprint)
 
     def __iter__(self) -> Iterator[SchemaVersion]:
-        for alert_type in self.alert_types:
+        for alert_type in self.record_types:
             yield from self._versions[alert_type]
 
     def compatibility_problems(self) -> list[str]:
@@ -160,7 +169,7 @@ class SchemaRegistry:
 
         checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
         problems: list[str] = []
-        for alert_type in self.alert_types:
+        for alert_type in self.record_types:
             vs = self._versions[alert_type]
             parsed = [avro_parse(json.dumps(v.schema_json)) for v in vs]
             for i, later in enumerate(vs):

@@ -25,6 +25,7 @@ from bus.models.header import (
     Tlp,
 )
 from bus.models.irregular_crossing import CrossingOutcome, IrregularCrossing, NationalityCount
+from bus.models.notice import FollowUpType, WithdrawalNotice
 from bus.models.person import (
     OriginalScript,
     PersonRef,
@@ -62,6 +63,7 @@ __all__ = [
     "CitizenAssistance",
     "CountryCode",
     "CrossingOutcome",
+    "FollowUpType",
     "ForeignFighterTravel",
     "HandlingCode",
     "HitAction",
@@ -84,4 +86,5 @@ __all__ = [
     "TravelStatus",
     "UtcDatetime",
     "WarningMarker",
+    "WithdrawalNotice",
 ]
