@@ -10,7 +10,7 @@ async with Subscriber(BusSettings(), group_id="mk-police", topics=[...], handler
 from bus.agreements import Agreement, Agreements, Partner, load_agreements
 from bus.audit import AuditChain, ChainVerdict, verify_chain
 from bus.codec import AlertCodec, DecodedAlert
-from bus.envelope import ReceivedAlert
+from bus.envelope import ReceivedAlert, ReceivedNotice
 from bus.errors import (
     BusError,
     BusKeyError,
@@ -26,7 +26,14 @@ from bus.errors import (
     ValidationError,
 )
 from bus.keys import KeyRing, Signer, generate_keypair
-from bus.models import ALERT_MODELS, ALERT_TYPES, Alert, AlertHeader, PersonRef
+from bus.models import (
+    ALERT_MODELS,
+    ALERT_TYPES,
+    Alert,
+    AlertHeader,
+    PersonRef,
+    WithdrawalNotice,
+)
 from bus.policy import Decision, decide
 from bus.publisher import Publisher, PublishResult, parse_alert
 from bus.redact import redact_alert
@@ -63,6 +70,7 @@ __all__ = [
     "PublishTimeout",
     "Publisher",
     "ReceivedAlert",
+    "ReceivedNotice",
     "SchemaError",
     "SchemaRegistry",
     "SchemaVersion",
@@ -71,6 +79,7 @@ __all__ = [
     "Subscriber",
     "TopicNames",
     "ValidationError",
+    "WithdrawalNotice",
     "decide",
     "generate_keypair",
     "load_agreements",

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus.codec import AlertCodec
+from bus.codec import AlertCodec, DecodedNotice
 from bus.errors import DecodeError, OriginMismatch, SignatureError
 from bus.keys import HUB_KEY_ID, KeyRing
-from bus.models import Alert
+from bus.models import Alert, WithdrawalNotice
 from bus.topics import TopicNames
 
 H_TYPE = "bus-type"
@@ -42,6 +42,17 @@ def alert_headers(
     return headers
 
 
+def notice_headers(notice: WithdrawalNotice, signature: bytes) -> Headers:
+    """Headers of a withdrawal notice: its type, the origin, the follow-up's id, the hub."""
+    return [
+        (H_TYPE, notice.record_type.encode()),
+        (H_ORIGIN, notice.origin.encode()),
+        (H_ALERT_ID, str(notice.follow_up_id).encode()),
+        (H_SIGNATURE, signature),
+        (H_KEY_ID, HUB_KEY_ID.encode()),
+    ]
+
+
 def header_map(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, bytes]:
     """The headers as a dict; the last value wins for a repeated name."""
     return dict(headers or ())
@@ -67,6 +78,32 @@ class ReceivedAlert:
         return {
             "alert_id": str(self.alert.alert_id),
             "origin": self.alert.origin,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+        }
+
+
+@dataclass(frozen=True)
+class ReceivedNotice:
+    """A withdrawal notice from a partner inbox that decoded and verified (signed by ``hub``)."""
+
+    notice: WithdrawalNotice
+    record_type: str
+    writer_version: int
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes = field(repr=False)
+    headers: dict[str, bytes] = field(repr=False)
+    key_id: str
+
+    def log_context(self) -> dict[str, Any]:
+        return {
+            "notice_id": str(self.notice.notice_id),
+            "follow_up_id": str(self.notice.follow_up_id),
+            "origin": self.notice.origin,
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
@@ -102,24 +139,52 @@ def open_record(
     value: bytes | None,
     headers: Sequence[tuple[str, bytes]] | None,
 ) -> ReceivedAlert:
-    """Decode and verify one record; raise ``RecordError`` carrying the stage and the cause.
+    """Decode and verify one alert; raise ``RecordError`` carrying the stage and the cause.
 
     On an ``ingress.<cc>.<type>`` topic the signer, the header's origin, the topic's origin and
     the type must all agree. Elsewhere (partner inboxes) the signer is the origin or the hub.
-    With ``keyring=None`` signatures are not checked (``bus tail --no-verify``).
+    With ``keyring=None`` signatures are not checked (``bus tail --no-verify``). A notice of the
+    bus is not an alert: it raises at the decode stage (use ``open_message`` where one belongs).
+    """
+    received = open_message(
+        codec, keyring, names=names, topic=topic, partition=partition, offset=offset, key=key,
+        value=value, headers=headers,
+    )  # fmt: skip
+    if isinstance(received, ReceivedNotice):
+        raise RecordError(
+            Stage.DECODE,
+            DecodeError(
+                f"Record is a {received.record_type}, which only the bus writes, into partner "
+                "inboxes; an alert was expected here"
+            ),
+        )
+    return received
+
+
+def open_message(
+    codec: AlertCodec,
+    keyring: KeyRing | None,
+    *,
+    names: TopicNames,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]] | None,
+) -> ReceivedAlert | ReceivedNotice:
+    """Decode and verify an alert or a notice of the bus (what a partner inbox holds).
+
+    A notice must be signed by ``hub`` and never stands on an ingress topic.
     """
     hmap = header_map(headers)
     if value is None:
         raise RecordError(Stage.DECODE, DecodeError("Record has no value (a tombstone)"))
     try:
-        decoded = codec.decode(value)
+        decoded = codec.decode_message(value)
     except DecodeError as exc:
         raise RecordError(Stage.DECODE, exc) from exc
-    alert = decoded.alert
     key_id = hmap.get(H_KEY_ID, b"").decode("utf-8", "replace")
-    redacted = tuple(
-        p for p in hmap.get(H_REDACTED, b"").decode("utf-8", "replace").split(",") if p
-    )
     if keyring is not None:
         try:
             signature = hmap.get(H_SIGNATURE)
@@ -127,12 +192,24 @@ def open_record(
                 raise SignatureError(
                     f"Record has no {H_SIGNATURE} or {H_KEY_ID} header; every value must be signed"
                 )
-            _check_signer(names, topic, alert, decoded.alert_type, key_id)
+            if isinstance(decoded, DecodedNotice):
+                _check_notice_signer(names, topic, key_id)
+            else:
+                _check_signer(names, topic, decoded.alert, decoded.alert_type, key_id)
             keyring.verify(key_id, value, signature)
         except (SignatureError, OriginMismatch) as exc:
             raise RecordError(Stage.VERIFY, exc) from exc
+    if isinstance(decoded, DecodedNotice):
+        return ReceivedNotice(
+            notice=decoded.notice, record_type=decoded.record_type,
+            writer_version=decoded.writer_version, topic=topic, partition=partition,
+            offset=offset, key=key, value=value, headers=hmap, key_id=key_id,
+        )  # fmt: skip
+    redacted = tuple(
+        p for p in hmap.get(H_REDACTED, b"").decode("utf-8", "replace").split(",") if p
+    )
     return ReceivedAlert(
-        alert=alert,
+        alert=decoded.alert,
         alert_type=decoded.alert_type,
         writer_version=decoded.writer_version,
         topic=topic,
@@ -144,6 +221,17 @@ def open_record(
         key_id=key_id,
         redacted=redacted,
     )
+
+
+def _check_notice_signer(names: TopicNames, topic: str, key_id: str) -> None:
+    if names.parse_ingress(topic) is not None:
+        raise OriginMismatch(
+            f"A withdrawal notice on {topic}: only the bus writes notices, into partner inboxes"
+        )
+    if key_id != HUB_KEY_ID:
+        raise SignatureError(
+            f"A withdrawal notice signed by {key_id!r}; only {HUB_KEY_ID!r} signs notices"
+        )
 
 
 def _check_signer(

@@ -7,6 +7,10 @@
                           topics=["ingress.rs.irregular-crossing"], handler=handle) as sub:
         await sub.run()                      # until sub.stop() or cancellation
 
+A partner inbox also holds withdrawal notices (an alert it received was superseded or withdrawn
+by a follow-up the agreements do not share with it): reading an inbox needs a
+``notice_handler`` too, so that nobody keeps acting on withdrawn information by accident.
+
 Delivery is at least once: offsets are committed only after every record before them was either
 handled or written to ``bus.dlq``. A record that does not decode or verify, or whose handler still
 fails after ``BUS_HANDLER_RETRIES`` retries, goes to the dead-letter topic and the subscriber moves
@@ -25,7 +29,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from bus.codec import AlertCodec
 from bus.dlq import DeadLetter, send_dead_letter
-from bus.envelope import ReceivedAlert, RecordError, Stage, open_record
+from bus.envelope import ReceivedAlert, ReceivedNotice, RecordError, Stage, open_message
 from bus.errors import ConfigError, KafkaError
 from bus.kafka import Admin, bounded, make_consumer, make_producer, stop_client
 from bus.keys import KeyRing
@@ -34,6 +38,7 @@ from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 
 Handler = Callable[[ReceivedAlert], Awaitable[None]]
+NoticeHandler = Callable[[ReceivedNotice], Awaitable[None]]
 
 
 @dataclass
@@ -52,6 +57,7 @@ class Subscriber:
         *,
         group_id: str,
         handler: Handler,
+        notice_handler: NoticeHandler | None = None,
         topics: Sequence[str] = (),
         pattern: str | None = None,
         keyring: KeyRing | None = None,
@@ -60,11 +66,19 @@ class Subscriber:
     ) -> None:
         if bool(topics) == bool(pattern):
             raise ConfigError("Subscriber needs either topics or a pattern (not both)")
+        inboxes = [t for t in topics if settings.topics.parse_inbox(t) is not None]
+        if inboxes and notice_handler is None:
+            raise ConfigError(
+                f"{inboxes[0]} is a partner inbox, which also carries withdrawal notices: pass "
+                "notice_handler= (an async function taking a ReceivedNotice) so that alerts "
+                "withdrawn by their origin are acted on"
+            )
         self.group_id = group_id
         self._topics = tuple(topics)
         self.stats = SubscriberStats()
         self._settings = settings
         self._handler = handler
+        self._notice_handler = notice_handler
         self._keyring = keyring or KeyRing(settings.keys_dir)
         self._codec = codec or AlertCodec(SchemaRegistry.load(settings.schemas_dir))
         self._poll_timeout_ms = poll_timeout_ms
@@ -132,7 +146,7 @@ class Subscriber:
     async def _process(self, record: ConsumerRecord) -> None:
         context = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         try:
-            received = open_record(
+            received = open_message(
                 self._codec,
                 self._keyring,
                 names=self._settings.topics,
@@ -150,7 +164,7 @@ class Subscriber:
         attempts = self._settings.handler_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                await self._handler(received)
+                await self._handle(received)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -165,6 +179,17 @@ class Subscriber:
             else:
                 self.stats.handled += 1
                 return
+
+    async def _handle(self, received: ReceivedAlert | ReceivedNotice) -> None:
+        if isinstance(received, ReceivedAlert):
+            await self._handler(received)
+        elif self._notice_handler is not None:
+            await self._notice_handler(received)
+        else:
+            raise ConfigError(
+                f"A withdrawal notice for alert(s) {', '.join(map(str, received.notice.alert_ids))}"
+                " arrived, but this Subscriber has no notice_handler"
+            )
 
     async def _dead_letter(self, record: ConsumerRecord, error: BaseException, stage: str) -> None:
         letter = DeadLetter(

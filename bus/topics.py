@@ -77,6 +77,13 @@ class TopicNames:
             raise ValueError(f"Partner id {partner_id!r} is not valid: lower-case, digits, dashes")
         return f"{self.prefix}partner.{partner_id}.inbox"
 
+    def parse_inbox(self, topic: str) -> str | None:
+        """The partner id of ``partner.<id>.inbox`` (under this prefix), else None."""
+        head, tail = f"{self.prefix}partner.", ".inbox"
+        if topic.startswith(head) and topic.endswith(tail) and len(topic) > len(head + tail):
+            return topic[len(head) : -len(tail)]
+        return None
+
 
 @dataclass(frozen=True)
 class TopicSpec:
