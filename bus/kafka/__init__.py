@@ -7,7 +7,9 @@ Maven jars. Everything else in the bus talks to Kafka through these names.
 
 from bus.kafka.admin import Admin
 from bus.kafka.clients import (
+    ReadWindow,
     bounded,
+    iter_records,
     make_consumer,
     make_producer,
     read_to_end,
@@ -17,7 +19,9 @@ from bus.kafka.clients import (
 
 __all__ = [
     "Admin",
+    "ReadWindow",
     "bounded",
+    "iter_records",
     "make_consumer",
     "make_producer",
     "read_to_end",

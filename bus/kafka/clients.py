@@ -8,7 +8,8 @@ down (aiokafka issue #1101), so every call here is bounded by a timeout from set
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -106,10 +107,35 @@ async def topic_partitions(consumer: AIOKafkaConsumer, timeout_ms: int) -> dict[
 async def read_to_end(
     settings: BusSettings, topic: str, *, from_offset_back: int | None = None
 ) -> list[Any]:
-    """Every committed record of ``topic`` (all partitions) up to its current end.
+    """Every committed record of ``topic`` (all partitions) up to its current end, as a list.
 
-    With ``from_offset_back=n`` only the last ``n`` records of each partition are read. Used to
-    restore state (the fan-out's delivery state, the audit head) and by ``bus audit``.
+    With ``from_offset_back=n`` only the last ``n`` records of each partition are read. For a
+    topic that may be large, use ``iter_records``, which never holds the whole topic.
+    """
+    records: list[Any] = []
+    async for batch in iter_records(settings, topic, from_offset_back=from_offset_back):
+        records.extend(batch)
+    return records
+
+
+@dataclass
+class ReadWindow:
+    """Filled in by ``iter_records``: whether the window it read began at the topic's start."""
+
+    from_start: bool = True
+
+
+async def iter_records(
+    settings: BusSettings,
+    topic: str,
+    *,
+    from_offset_back: int | None = None,
+    window: ReadWindow | None = None,
+) -> AsyncIterator[list[Any]]:
+    """The committed records of ``topic`` up to its end when called, a fetched batch at a time.
+
+    Used to restore state (the fan-out's delivery state, the audit head) and by ``bus audit``:
+    the caller folds each batch into what it keeps, so memory follows the state, not the topic.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
@@ -117,6 +143,7 @@ async def read_to_end(
         enable_auto_commit=False,
         isolation_level="read_committed",
         request_timeout_ms=settings.request_timeout_ms,
+        max_partition_fetch_bytes=1024 * 1024,
     )
     await bounded(consumer.start(), settings.connect_timeout_ms, f"Connecting to read {topic}",
                   timeout_error=KafkaError)  # fmt: skip
@@ -124,7 +151,7 @@ async def read_to_end(
         layout = await topic_partitions(consumer, settings.request_timeout_ms)
         tps = [TopicPartition(topic, p) for p in sorted(layout.get(topic, ()))]
         if not tps:
-            return []
+            return
         consumer.assign(tps)
         ends = await bounded(consumer.end_offsets(tps), settings.request_timeout_ms,
                              f"Reading the end of {topic}", timeout_error=KafkaError)  # fmt: skip
@@ -135,19 +162,20 @@ async def read_to_end(
             start = starts[tp]
             if from_offset_back is not None:
                 start = max(start, ends[tp] - from_offset_back)
+            if window is not None and start > starts[tp]:
+                window.from_start = False
             consumer.seek(tp, start)
-        records: list[Any] = []
         pending = {tp for tp in tps if ends[tp] > starts[tp]}
         while pending:
             batch = await bounded(consumer.getmany(*pending, timeout_ms=1000),
                                   settings.request_timeout_ms, f"Reading {topic}",
                                   timeout_error=KafkaError)  # fmt: skip
-            for recs in batch.values():
-                records.extend(recs)
+            for records in batch.values():
+                if records:
+                    yield records
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
-        return records
     finally:
         await stop_client(consumer, settings.request_timeout_ms)
 

@@ -4,9 +4,15 @@
         await fanout.run()          # until stop(); survives broker restarts on its own
 
 For each batch read from ``ingress.*`` (``read_committed``), one Kafka transaction holds the
-partner copies (``partner.<id>.inbox``), one audit record per decision (``bus.audit``), the
-delivery state (``bus.fanout.state``), dead letters for invalid input (``bus.dlq``) and the input
-offsets. Either all of it commits or none of it does.
+partner copies and withdrawal notices (``partner.<id>.inbox``), one audit record per decision
+(``bus.audit``), the delivery state (``bus.fanout.state``), dead letters (``bus.dlq``) and the
+input offsets. Either all of it commits or none of it does, and it commits only once Kafka has
+acknowledged every record of it (``services.fanout.transaction``).
+
+A batch Kafka refuses is aborted and read again in a new session, the suspect alerts each in a
+transaction of their own; an alert whose copy a partner's inbox refuses for good (too large, not
+authorised, …) is retried ``max_attempts`` times, then routed without that copy: the audit says
+``failed`` for that partner and the alert goes to ``bus.dlq`` with the reason.
 
 Fencing: aiokafka lacks KIP-447, so the fan-out does not use consumer-group rebalancing. One
 instance owns every ingress partition by fixed assignment and uses one transactional id; a
@@ -19,52 +25,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 
 from bus.agreements import Agreements, load_agreements
 from bus.audit import AuditChain
 from bus.codec import AlertCodec
-from bus.dlq import DeadLetter
-from bus.envelope import H_SIGNATURE, ReceivedAlert, RecordError, open_record
 from bus.errors import BusError, KafkaError
-from bus.kafka import (
-    Admin,
-    bounded,
-    make_consumer,
-    make_producer,
-    read_to_end,
-    stop_client,
-    topic_partitions,
-)
+from bus.kafka import Admin, bounded, make_consumer, make_producer, stop_client, topic_partitions
 from bus.keys import HUB_KEY_ID, KeyRing, Signer
 from bus.logs import get_logger
-from bus.models import MessageType
-from bus.policy import Decision, decide
-from bus.redact import partner_copy
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
+from services.fanout.router import Counts, Output, Router
+from services.fanout.state import Restorer, Routed
+from services.fanout.transaction import DeliveryFailed, commit
 
-_PARTITIONER = DefaultPartitioner()
-Output = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
+#: Where an ingress record sits: (topic, partition, offset).
+Position = tuple[str, int, int]
 
 
 @dataclass
-class FanoutStats:
-    alerts: int = 0
-    duplicates: int = 0
-    delivered: int = 0
-    denied: int = 0
-    dead_lettered: int = 0
+class FanoutStats(Counts):
     transactions: int = 0
+    aborted: int = 0
     restarts: int = 0
+    #: Records of ``bus.fanout.state`` and ``bus.audit`` skipped at the last start (malformed).
+    state_malformed: int = 0
 
 
 class FanoutService:
@@ -81,16 +71,19 @@ class FanoutService:
         poll_timeout_ms: int = 50,
         topic_refresh_s: float = 30.0,
         stall_s: float = 15.0,
+        max_attempts: int = 3,
     ) -> None:
         if not 0 <= instance < instances:
             raise BusError(f"--instance must be in 0..{instances - 1}, got {instance}")
         self.settings = settings
         self.names = settings.topics
         registry = SchemaRegistry.load(settings.schemas_dir)
-        self.codec = AlertCodec(registry)
         self.agreements = agreements or load_agreements(settings.agreements, schemas=registry)
-        self.keyring = KeyRing(settings.keys_dir)
-        self.hub = Signer.load(settings.keys_dir, HUB_KEY_ID)
+        self.router = Router(
+            agreements=self.agreements, codec=AlertCodec(registry),
+            keyring=KeyRing(settings.keys_dir), hub=Signer.load(settings.keys_dir, HUB_KEY_ID),
+            names=self.names,
+        )  # fmt: skip
         self.instance, self.instances = instance, instances
         self.group_id = f"{settings.topic_prefix}bus-fanout"
         self.transactional_id = f"{settings.topic_prefix}bus-fanout-{instance}"
@@ -99,12 +92,17 @@ class FanoutService:
         self._poll_timeout_ms = poll_timeout_ms
         self._topic_refresh_s = topic_refresh_s
         self._stall_s = stall_s
+        self._max_attempts = max_attempts
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
         # Committed state, rebuilt from Kafka at every (re)start of a session.
-        self._recipients: dict[str, tuple[str, ...]] = {}
+        self._routed = Routed()
         self._chain = AuditChain()
         self._partitions: dict[str, list[int]] = {}
+        # Refused writes, kept across sessions: alerts to route alone, and for how long.
+        self._suspects: set[Position] = set()
+        self._attempts: dict[Position, dict[str, str]] = {}
+        self._tries: dict[Position, int] = {}
         self._log = get_logger("fanout", instance=instance)
 
     async def __aenter__(self) -> FanoutService:
@@ -129,6 +127,11 @@ class FanoutService:
             try:
                 await self._session()
                 backoff_s = 0.5
+            except DeliveryFailed as exc:
+                # Not the broker's health: read the batch again at once, suspects alone.
+                self.stats.aborted += 1
+                self.stats.restarts += 1
+                self._log.warning("fanout_transaction_refused", error=str(exc))
             except Exception as exc:
                 # Our own wrappers raise KafkaError; aiokafka raises its own errors elsewhere.
                 if not (isinstance(exc, KafkaError | OSError) or _from_aiokafka(exc)):
@@ -153,16 +156,15 @@ class FanoutService:
             await self._restore()
             await self._warm_up(producer)
             self._log.info("fanout_restored", transactional_id=self.transactional_id,
-                           alerts_known=len(self._recipients),
+                           alerts_known=len(self._routed),
                            audit_next_index=self._chain.next_index,
+                           state_malformed=self.stats.state_malformed,
                            took_s=round(clock() - started, 3))  # fmt: skip
             consumer = make_consumer(s, group_id=self.group_id, client_suffix="fanout")
             await bounded(consumer.start(), s.connect_timeout_ms, "Starting the fan-out consumer")
             assigned = await self._assign(consumer, set())
             self._ready.set()
-            self._log.info(
-                "fanout_ready", partitions=len(assigned), alerts_known=len(self._recipients)
-            )
+            self._log.info("fanout_ready", partitions=len(assigned), alerts_known=len(self._routed))
             loop = asyncio.get_running_loop()
             next_refresh = last_progress = loop.time() + self._topic_refresh_s
             while not self._stopping.is_set():
@@ -224,19 +226,10 @@ class FanoutService:
             )
 
     async def _restore(self) -> None:
-        state = await read_to_end(self.settings, self.names.fanout_state)
-        recipients: dict[str, tuple[str, ...]] = {}
-        for record in state:
-            if record.key is not None and record.value is not None:
-                recipients[record.key.decode()] = tuple(json.loads(record.value)["recipients"])
-        self._recipients = recipients
-        # The newest audit record sits before at least one transaction marker, and possibly
-        # behind aborted records: look further back until a committed record shows up.
-        back, last = 16, list[Any]()
-        while not last and back <= 2**40:
-            last = await read_to_end(self.settings, self.names.audit, from_offset_back=back)
-            back *= 64
-        self._chain = AuditChain.resume(json.loads(last[-1].value) if last else None)
+        restorer = Restorer(self.settings, self._log)
+        self._routed = await restorer.routed()
+        self._chain = await restorer.chain()
+        self.stats.state_malformed = len(restorer.malformed)
 
     async def _assign(
         self, consumer: AIOKafkaConsumer, current: set[TopicPartition]
@@ -263,148 +256,104 @@ class FanoutService:
         self._log.info("fanout_assigned", partitions=len(wanted), new=len(wanted - current))
         return wanted
 
-    # -- one batch, one transaction --------------------------------------------------------
+    # -- one batch, one or more transactions -----------------------------------------------
 
     async def _process(
         self, producer: AIOKafkaProducer, batch: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
-        chain = self._chain.copy()
-        pending: dict[str, tuple[str, ...]] = {}
-        outputs: list[Output] = []
-        offsets: dict[TopicPartition, int] = {}
-        counts = FanoutStats()
-        for tp, records in batch.items():
+        """Route a fetched batch: one transaction, and one of its own for each suspect alert."""
+        group: list[ConsumerRecord] = []
+        for records in batch.values():
             for record in records:
-                outputs += self._route(record, pending, chain, counts)
-                offsets[tp] = record.offset + 1
-        await bounded(self._commit(producer, outputs, offsets), self.settings.publish_timeout_ms,
-                      "Committing a fan-out transaction", timeout_error=KafkaError)  # fmt: skip
-        # Only now, with the transaction committed, does the in-memory state move on.
-        self._recipients.update(pending)
-        self._chain = chain
-        for name in ("alerts", "duplicates", "delivered", "denied", "dead_lettered"):
-            setattr(self.stats, name, getattr(self.stats, name) + getattr(counts, name))
-        self.stats.transactions += 1
+                if _position(record) in self._suspects:
+                    await self._transact(producer, group)
+                    await self._transact(producer, [record])
+                    group = []
+                else:
+                    group.append(record)
+        await self._transact(producer, group)
 
-    async def _commit(
-        self, producer: AIOKafkaProducer, outputs: list[Output], offsets: dict[TopicPartition, int]
-    ) -> None:
-        # Records are grouped into one batch per topic partition, partitioned by key exactly as
-        # the producer would (murmur2): a fifth of the CPU of one send() per record.
-        async with producer.transaction():
-            batches: dict[tuple[str, int], Any] = {}
-            for topic, key, value, headers in outputs:
-                partitions = self._partitions.get(topic)
-                if partitions is None:
-                    found = await producer.partitions_for(topic)
-                    partitions = self._partitions[topic] = sorted(found)
-                partition = _PARTITIONER(key, partitions, partitions)
-                batch = batches.get((topic, partition))
-                if batch is None:
-                    batch = batches[(topic, partition)] = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    await producer.send_batch(batch, topic, partition=partition)
-                    batch = batches[(topic, partition)] = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None, headers=headers)
-            for (topic, partition), batch in batches.items():
-                await producer.send_batch(batch, topic, partition=partition)
-            await producer.send_offsets_to_transaction(offsets, self.group_id)
-
-    def _route(
-        self,
-        record: ConsumerRecord,
-        pending: dict[str, tuple[str, ...]],
-        chain: AuditChain,
-        counts: FanoutStats,
-    ) -> list[Output]:
-        source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-        try:
-            received = open_record(
-                self.codec, self.keyring, names=self.names, topic=record.topic,
-                partition=record.partition, offset=record.offset, key=record.key,
-                value=record.value, headers=record.headers,
-            )  # fmt: skip
-        except RecordError as exc:
-            counts.dead_lettered += 1
-            self._log.warning("ingress_rejected", stage=exc.stage, error=str(exc.error), **source)
-            return [self._dead_letter(record, exc)]
-        alert = received.alert
-        alert_id = str(alert.alert_id)
-        base = {
-            "alert_id": alert_id, "origin": alert.origin, "alert_type": received.alert_type,
-            "msg_type": alert.header.msg_type.value, "tlp": alert.header.tlp.value,
-            "occurred_at": alert.header.occurred_at.isoformat(), "source": source,
-        }  # fmt: skip
-        if alert_id in pending or alert_id in self._recipients:
-            counts.duplicates += 1
-            reason = "this alert id was routed before; not delivered again"
-            return [self._audit(chain, base, partner=None, decision="duplicate", reason=reason)]
-        counts.alerts += 1
-        referenced: frozenset[str] | None = None
-        if alert.header.msg_type in (MessageType.UPDATE, MessageType.CANCEL):
-            referenced = frozenset(
-                p for ref in alert.header.references
-                for p in pending.get(str(ref), self._recipients.get(str(ref), ()))
-            )  # fmt: skip
+    async def _transact(self, producer: AIOKafkaProducer, records: list[ConsumerRecord]) -> None:
+        if not records:
+            return
+        routed = self._routed.overlay()
+        chain = self._chain.copy()
+        now = datetime.now(UTC)
         outputs: list[Output] = []
-        copies: dict[tuple[str, ...], tuple[bytes, list[tuple[str, bytes]]]] = {}
-        delivered: list[str] = []
-        for decision in decide(alert, self.agreements, referenced_recipients=referenced):
-            inbox = None
-            if decision.deliver:
-                value, headers = self._copy(received, decision, copies)
-                inbox = self.names.inbox(decision.partner_id)
-                outputs.append((inbox, record.key, value, headers))
-                delivered.append(decision.partner_id)
-                counts.delivered += 1
-            else:
-                counts.denied += 1
-            outputs.append(self._audit(
-                chain, base, partner=decision.partner_id,
-                decision="delivered" if decision.deliver else "denied",
-                reason=decision.reason, agreements=list(decision.agreement_ids),
-                redacted=list(decision.redact), inbox=inbox,
-            ))  # fmt: skip
-        pending[alert_id] = tuple(delivered)
-        state = {"recipients": delivered, "origin": alert.origin, "alert_type": received.alert_type}
-        outputs.append((self.names.fanout_state, alert_id.encode(), json.dumps(state).encode(), []))
-        return outputs
-
-    def _copy(
-        self,
-        received: ReceivedAlert,
-        decision: Decision,
-        copies: dict[tuple[str, ...], tuple[bytes, list[tuple[str, bytes]]]],
-    ) -> tuple[bytes, list[tuple[str, bytes]]]:
-        """The partner's value and headers: the original byte for byte, or a re-signed copy."""
-        cached = copies.get(decision.redact)
-        if cached is None:
-            copy = partner_copy(
-                received.alert, received.value, received.headers[H_SIGNATURE], received.key_id,
-                decision.redact, codec=self.codec, hub=self.hub,
+        owners: list[ConsumerRecord] = []
+        offsets: dict[TopicPartition, int] = {}
+        counts = Counts()
+        for record in records:
+            routing = self.router.route(
+                record, routed, chain, now=now, undeliverable=self._given_up(record)
+            )
+            outputs += routing.outputs
+            owners += [record] * len(routing.outputs)
+            counts.add(routing.counts)
+            offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        try:
+            await commit(
+                producer, [(o.topic, o.key, o.value, o.headers) for o in outputs], offsets,
+                group_id=self.group_id, partitions=self._partitions,
+                timeout_ms=self.settings.publish_timeout_ms,
+                abort_timeout_ms=self.settings.request_timeout_ms,
             )  # fmt: skip
-            cached = copies[decision.redact] = (copy.value, copy.headers)
-        return cached
+        except DeliveryFailed as exc:
+            self._blame(exc, outputs, owners, alone=len(records) == 1)
+            raise
+        # Only now, with the transaction committed, does the in-memory state move on.
+        self._routed.merge(routed)
+        self._chain = chain
+        self.stats.add(counts)
+        self.stats.transactions += 1
+        for record in records:
+            position = _position(record)
+            self._suspects.discard(position)
+            self._attempts.pop(position, None)
+            self._tries.pop(position, None)
 
-    def _audit(
-        self, chain: AuditChain, base: dict[str, Any], *, partner: str | None, decision: str,
-        reason: str, agreements: Iterable[str] = (), redacted: Iterable[str] = (),
-        inbox: str | None = None,
-    ) -> Output:  # fmt: skip
-        value = chain.append_json({
-            **base, "partner": partner, "decision": decision, "reason": reason,
-            "agreements": list(agreements), "redacted": list(redacted), "inbox": inbox,
-            "decided_at": datetime.now(UTC).isoformat(),
-        })  # fmt: skip
-        return (self.names.audit, base["alert_id"].encode(), value, [])
+    def _blame(
+        self, exc: DeliveryFailed, outputs: list[Output], owners: list[ConsumerRecord], alone: bool
+    ) -> None:
+        """Note which alerts a refused transaction held; count attempts of an alert alone."""
+        for refusal in exc.refusals:
+            for i in refusal.outputs:
+                position = _position(owners[i])
+                self._suspects.add(position)
+                partner = outputs[i].partner
+                if alone and partner is not None and refusal.permanent:
+                    self._attempts.setdefault(position, {})[partner] = (
+                        f"partner.{partner}.inbox refused the copy for good "
+                        f"({type(refusal.error).__name__}: {refusal.error})"
+                    )
+                elif not refusal.permanent or partner is None:
+                    self._log.error(
+                        "fanout_write_refused", topic=refusal.topic,
+                        error_class=type(refusal.error).__name__, error=str(refusal.error),
+                        ingress_topic=position[0], ingress_partition=position[1],
+                        ingress_offset=position[2],
+                    )  # fmt: skip
+            if alone:
+                position = _position(owners[refusal.outputs[0]])
+                self._tries[position] = self._tries.get(position, 0) + 1
 
-    def _dead_letter(self, record: ConsumerRecord, exc: RecordError) -> Output:
-        letter = DeadLetter(
-            topic=record.topic, partition=record.partition, offset=record.offset,
-            key=record.key, value=record.value, headers=list(record.headers or ()),
-            error=exc.error, stage=exc.stage, source="bus-fanout",
-        )  # fmt: skip
-        return (self.names.dlq, record.key, record.value, letter.kafka_headers())
+    def _given_up(self, record: ConsumerRecord) -> dict[str, str] | None:
+        """The partners whose copy of this alert is given up on, after ``max_attempts``."""
+        position = _position(record)
+        if self._tries.get(position, 0) < self._max_attempts:
+            return None
+        failed = self._attempts.get(position)
+        if failed:
+            self._log.error(
+                "fanout_copy_undeliverable", partners=sorted(failed),
+                attempts=self._tries[position], topic=position[0], partition=position[1],
+                offset=position[2],
+            )  # fmt: skip
+        return failed
+
+
+def _position(record: ConsumerRecord) -> Position:
+    return (record.topic, record.partition, record.offset)
 
 
 def _from_aiokafka(exc: BaseException) -> bool:

@@ -82,23 +82,25 @@ class Expected:
 
 
 def expected_inboxes(
-    alerts: list[Alert], agreements: Agreements, prior: dict[str, set[str]] | None = None
+    alerts: list[Alert], agreements: Agreements
 ) -> dict[str, dict[str, Expected]]:
     """partner → alert id → the copy it must get, by the policy (first of each id only)."""
     inboxes: dict[str, dict[str, Expected]] = defaultdict(dict)
-    received: dict[str, set[str]] = defaultdict(set, prior or {})
-    seen: set[str] = set()
+    received: dict[tuple[str, str], set[str]] = defaultdict(set)
+    seen: set[tuple[str, str]] = set()
     for alert in alerts:
         aid = str(alert.alert_id)
-        if aid in seen:
+        if (alert.origin, aid) in seen:
             continue
-        seen.add(aid)
-        refs = frozenset(p for r in alert.header.references for p in received.get(str(r), ()))
+        seen.add((alert.origin, aid))
+        refs = frozenset(
+            p for r in alert.header.references for p in received.get((alert.origin, str(r)), ())
+        )
         for d in decide(alert, agreements, referenced_recipients=refs):
             if d.deliver:
                 copy = redact_alert(alert, d.redact) if d.redact else alert
                 inboxes[d.partner_id][aid] = Expected(copy, d.redact)
-                received[aid].add(d.partner_id)
+                received[alert.origin, aid].add(d.partner_id)
     return inboxes
 
 

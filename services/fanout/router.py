@@ -1,0 +1,260 @@
+"""Routing one ingress record: verify, identify, apply the rules, and say what to write.
+
+No Kafka here: ``Router.route`` turns one consumed record into the records one transaction must
+write for it (partner copies, withdrawal notices, audit records, the state record, or a dead
+letter), each tagged with what it is for, so that the transaction can tell which alert a
+refused write belongs to.
+
+Alert identity is (origin, alert id). A follow-up (UPDATE or CANCEL) follows up only alerts of
+its own origin: one that references an alert only another origin published is refused to
+``bus.dlq`` (stage ``policy``); one that references an alert the bus has never routed is routed
+under the ordinary rules, and the audit says the reference was unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from bus.agreements import Agreements
+from bus.audit import AuditChain
+from bus.codec import AlertCodec
+from bus.dlq import DeadLetter
+from bus.envelope import H_SIGNATURE, ReceivedAlert, RecordError, notice_headers, open_record
+from bus.errors import PolicyError
+from bus.keys import KeyRing, Signer
+from bus.models import MessageType, WithdrawalNotice
+from bus.policy import Decision, decide
+from bus.redact import partner_copy
+from bus.topics import TopicNames
+from services.fanout.state import Routed, state_key, state_value
+
+#: Dead-letter source and the stage of a refused follow-up or an undeliverable copy.
+SOURCE = "bus-fanout"
+STAGE_POLICY = "policy"
+STAGE_DELIVER = "deliver"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One record to write; ``partner`` is set for a partner's copy or notice."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    partner: str | None = None
+
+
+@dataclass
+class Counts:
+    alerts: int = 0
+    duplicates: int = 0
+    delivered: int = 0
+    notices: int = 0
+    denied: int = 0
+    expired: int = 0
+    refused: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+
+    def add(self, other: Counts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class Routing:
+    """What one ingress record turned into."""
+
+    outputs: list[Output] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+
+
+class Router:
+    """Turns ingress records into outputs under the agreements; holds no Kafka client."""
+
+    def __init__(
+        self, *, agreements: Agreements, codec: AlertCodec, keyring: KeyRing, hub: Signer,
+        names: TopicNames,
+    ) -> None:  # fmt: skip
+        self.agreements = agreements
+        self.codec = codec
+        self.keyring = keyring
+        self.hub = hub
+        self.names = names
+
+    def route(
+        self,
+        record: ConsumerRecord,
+        routed: Routed,
+        chain: AuditChain,
+        *,
+        now: datetime,
+        undeliverable: Mapping[str, str] | None = None,
+    ) -> Routing:
+        """The outputs for ``record``; ``routed`` (a batch overlay) and ``chain`` move on.
+
+        ``undeliverable`` maps partners whose inbox refused this alert's copy for good to the
+        reason: they get no copy, the audit says ``failed`` and the alert is dead-lettered.
+        """
+        out = Routing()
+        source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        try:
+            received = open_record(
+                self.codec, self.keyring, names=self.names, topic=record.topic,
+                partition=record.partition, offset=record.offset, key=record.key,
+                value=record.value, headers=record.headers,
+            )  # fmt: skip
+        except RecordError as exc:
+            out.counts.dead_lettered += 1
+            out.outputs.append(self._dead_letter(record, exc.error, exc.stage))
+            return out
+        alert = received.alert
+        header = alert.header
+        origin, alert_id = alert.origin, str(alert.alert_id)
+        base: dict[str, Any] = {
+            "alert_id": alert_id, "origin": origin, "alert_type": received.alert_type,
+            "msg_type": header.msg_type.value, "status": header.status.value,
+            "tlp": header.tlp.value, "occurred_at": header.occurred_at.isoformat(),
+            "source": source,
+        }  # fmt: skip
+        if routed.recipients(origin, alert_id) is not None:
+            out.counts.duplicates += 1
+            reason = "this alert (origin and id) was routed before; not delivered again"
+            out.outputs.append(self._audit(chain, base, None, "duplicate", reason))
+            return out
+
+        refs = (
+            [str(r) for r in header.references] if header.msg_type is not MessageType.ALERT else []
+        )
+        foreign = {
+            r: sorted(routed.origins(r)) for r in refs if routed.recipients(origin, r) is None
+        }
+        foreign = {r: owners for r, owners in foreign.items() if owners}
+        if foreign:
+            return self._refuse(record, chain, base, foreign, out)
+        held: dict[str, list[str]] = {}  # partner → the referenced alerts it received
+        unknown = []
+        for ref in refs:
+            recipients = routed.recipients(origin, ref)
+            if recipients is None:
+                unknown.append(ref)
+            for pid in recipients or ():
+                held.setdefault(pid, []).append(ref)
+        unrouted = f"references alert(s) of {origin} the bus has not routed: {', '.join(unknown)}"
+        if unknown:
+            base["references_unknown"] = unknown
+
+        out.counts.alerts += 1
+        decisions = decide(alert, self.agreements, referenced_recipients=frozenset(held), now=now)
+        copies: dict[tuple[str, ...], tuple[bytes, list[tuple[str, bytes]]]] = {}
+        delivered: list[str] = []
+        noticed: list[str] = []
+        failed = dict(undeliverable or {})
+        for decision in decisions:
+            pid, inbox = decision.partner_id, self.names.inbox(decision.partner_id)
+            outcome, reason, where = decision.outcome, decision.reason, None
+            if decision.deliver and pid in failed:
+                outcome, reason = "failed", f"{failed[pid]}; the copy was not delivered"
+                out.counts.failed += 1
+            elif decision.deliver:
+                value, headers = self._copy(received, decision, copies)
+                out.outputs.append(Output(inbox, record.key, value, headers, partner=pid))
+                delivered.append(pid)
+                where = inbox
+                out.counts.delivered += 1
+            elif decision.notice:
+                notice = WithdrawalNotice.for_partner(
+                    alert, partner_id=pid, alert_ids=held[pid], now=now
+                )
+                value = self.codec.encode_notice(notice)
+                key = str(notice.alert_ids[0]).encode()
+                out.outputs.append(
+                    Output(inbox, key, value, notice_headers(notice, self.hub.sign(value)), pid)
+                )
+                noticed.append(pid)
+                where = inbox
+                out.counts.notices += 1
+            elif decision.expired:
+                out.counts.expired += 1
+            else:
+                out.counts.denied += 1
+            if unknown and outcome != "failed":
+                reason += f" ({unrouted})"
+            out.outputs.append(self._audit(
+                chain, base, pid, outcome, reason, decision.agreement_ids,
+                decision.redact if outcome == "delivered" else (), where,
+            ))  # fmt: skip
+        routed.add(origin, alert_id, delivered)
+        out.outputs.append(Output(
+            self.names.fanout_state, state_key(origin, alert_id),
+            state_value(origin, alert_id, received.alert_type, delivered, noticed), [],
+        ))  # fmt: skip
+        if failed.keys() & {d.partner_id for d in decisions if d.deliver}:
+            reasons = "; ".join(f"{pid}: {why}" for pid, why in sorted(failed.items()))
+            error = PolicyError(
+                f"Alert {alert_id} from {origin} could not be delivered to every entitled "
+                f"partner ({reasons}); the others received it"
+            )
+            out.outputs.append(self._dead_letter(record, error, STAGE_DELIVER))
+            out.counts.dead_lettered += 1
+        return out
+
+    def _refuse(
+        self, record: ConsumerRecord, chain: AuditChain, base: dict[str, Any],
+        foreign: dict[str, list[str]], out: Routing,
+    ) -> Routing:  # fmt: skip
+        origin, kind = base["origin"], base["msg_type"]
+        owners = sorted({o for os in foreign.values() for o in os})
+        refs = ", ".join(f"{r} (of {'/'.join(os)})" for r, os in sorted(foreign.items()))
+        reason = (
+            f"refused: an {kind} from {origin} references alert(s) that only "
+            f"{', '.join(owners)} published: {refs}; a follow-up may only update or cancel "
+            f"alerts of its own origin"
+        )
+        out.counts.refused += 1
+        out.counts.dead_lettered += 1
+        out.outputs.append(self._dead_letter(record, PolicyError(reason), STAGE_POLICY))
+        out.outputs.append(self._audit(chain, base, None, "refused", reason))
+        return out
+
+    def _copy(
+        self,
+        received: ReceivedAlert,
+        decision: Decision,
+        copies: dict[tuple[str, ...], tuple[bytes, list[tuple[str, bytes]]]],
+    ) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """The partner's value and headers: the original byte for byte, or a re-signed copy."""
+        cached = copies.get(decision.redact)
+        if cached is None:
+            copy = partner_copy(
+                received.alert, received.value, received.headers[H_SIGNATURE], received.key_id,
+                decision.redact, codec=self.codec, hub=self.hub,
+            )  # fmt: skip
+            cached = copies[decision.redact] = (copy.value, copy.headers)
+        return cached
+
+    def _audit(
+        self, chain: AuditChain, base: dict[str, Any], partner: str | None, decision: str,
+        reason: str, agreements: Iterable[str] = (), redacted: Iterable[str] = (),
+        inbox: str | None = None,
+    ) -> Output:  # fmt: skip
+        value = chain.append_json({
+            **base, "partner": partner, "decision": decision, "reason": reason,
+            "agreements": list(agreements), "redacted": list(redacted), "inbox": inbox,
+            "decided_at": datetime.now(UTC).isoformat(),
+        })  # fmt: skip
+        return Output(self.names.audit, base["alert_id"].encode(), value, [])
+
+    def _dead_letter(self, record: ConsumerRecord, error: Exception, stage: str) -> Output:
+        letter = DeadLetter(
+            topic=record.topic, partition=record.partition, offset=record.offset,
+            key=record.key, value=record.value, headers=list(record.headers or ()),
+            error=error, stage=stage, source=SOURCE,
+        )  # fmt: skip
+        return Output(self.names.dlq, record.key, record.value, letter.kafka_headers())

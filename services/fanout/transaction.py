@@ -1,0 +1,129 @@
+"""One fan-out transaction that commits only what Kafka accepted.
+
+aiokafka's producer lets a transaction commit even when one of its batches was refused (a record
+too large for the topic, a topic it may not write): the refused batch's future fails, but nothing
+stops the commit. So every batch's delivery is awaited here before the input offsets are added
+and the transaction committed; any failure aborts it, bounded by a timeout so that a dead broker
+cannot hold the service, and says which outputs were refused and why.
+
+    await commit(producer, outputs, offsets, group_id=..., partitions=..., timeout_ms=...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from bus.errors import KafkaError
+from bus.kafka import bounded
+
+_PARTITIONER = DefaultPartitioner()
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A batch Kafka refused: the topic, the error, and the outputs (by index) it held."""
+
+    topic: str
+    error: BaseException
+    outputs: tuple[int, ...]
+
+    @property
+    def permanent(self) -> bool:
+        """Whether retrying cannot help (too large, not authorised, invalid), as Kafka says."""
+        return not getattr(self.error, "retriable", False)
+
+    def describe(self) -> str:
+        return f"{self.topic} refused the record: {type(self.error).__name__}: {self.error}"
+
+
+class DeliveryFailed(KafkaError):
+    """Kafka refused part of a transaction, which was aborted; ``refusals`` say what and why."""
+
+    def __init__(self, refusals: Sequence[Refusal]) -> None:
+        self.refusals = tuple(refusals)
+        super().__init__(
+            "Kafka refused part of a fan-out transaction, which was aborted: "
+            + "; ".join(r.describe() for r in refusals[:3])
+        )
+
+
+async def commit(
+    producer: AIOKafkaProducer,
+    outputs: Sequence[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    offsets: dict[TopicPartition, int],
+    *,
+    group_id: str,
+    partitions: dict[str, list[int]],
+    timeout_ms: int,
+    abort_timeout_ms: int,
+) -> None:
+    """Write ``outputs`` (topic, key, value, headers) and ``offsets`` in one transaction.
+
+    Records are grouped into one batch per topic partition, partitioned by key exactly as the
+    producer would (murmur2): a fifth of the CPU of one send() per record. Raises
+    ``DeliveryFailed`` when a batch was refused, ``KafkaError`` on any other failure; the
+    transaction is aborted in both cases.
+    """
+    await bounded(producer.begin_transaction(), timeout_ms, "Beginning a fan-out transaction",
+                  timeout_error=KafkaError)  # fmt: skip
+    try:
+        await bounded(
+            _send_and_commit(producer, outputs, offsets, group_id, partitions), timeout_ms,
+            "Committing a fan-out transaction", timeout_error=KafkaError,
+        )  # fmt: skip
+    except BaseException:
+        await _abort(producer, abort_timeout_ms)
+        raise
+
+
+async def _send_and_commit(
+    producer: AIOKafkaProducer,
+    outputs: Sequence[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    offsets: dict[TopicPartition, int],
+    group_id: str,
+    partitions: dict[str, list[int]],
+) -> None:
+    batches: dict[tuple[str, int], tuple[Any, list[int]]] = {}
+    sent: list[tuple[str, asyncio.Future[Any], list[int]]] = []
+    for i, (topic, key, value, headers) in enumerate(outputs):
+        known = partitions.get(topic)
+        if known is None:
+            known = partitions[topic] = sorted(await producer.partitions_for(topic))
+        partition = _PARTITIONER(key, known, known)
+        batch, members = batches.get((topic, partition), (None, []))
+        if batch is None:
+            batch, members = producer.create_batch(), []
+            batches[(topic, partition)] = (batch, members)
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            future = await producer.send_batch(batch, topic, partition=partition)
+            sent.append((topic, future, members))
+            batch, members = producer.create_batch(), []
+            batches[(topic, partition)] = (batch, members)
+            batch.append(key=key, value=value, timestamp=None, headers=headers)
+        members.append(i)
+    for (topic, partition), (batch, members) in batches.items():
+        sent.append((topic, await producer.send_batch(batch, topic, partition=partition), members))
+    results = await asyncio.gather(*(f for _, f, _ in sent), return_exceptions=True)
+    refusals = [
+        Refusal(topic, result, tuple(members))
+        for (topic, _, members), result in zip(sent, results, strict=True)
+        if isinstance(result, BaseException)
+    ]
+    if refusals:
+        raise DeliveryFailed(refusals)
+    await producer.send_offsets_to_transaction(offsets, group_id)
+    await producer.commit_transaction()
+
+
+async def _abort(producer: AIOKafkaProducer, timeout_ms: int) -> None:
+    # Bounded: against a dead broker the abort may never be answered; the caller's session
+    # ends and the next one fences whatever is left open.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.abort_transaction(), timeout_ms / 1000)
