@@ -6,6 +6,7 @@ import itertools
 import json
 import random
 import uuid
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,14 @@ def make_alert(
     case_ref: str | None = None,
     **header: Any,
 ) -> Alert:
-    """The example of ``alert_type`` as a new alert from ``origin``."""
+    """The example of ``alert_type`` as a new alert from ``origin``, issued an hour ago.
+
+    The examples date from 2014; their times are moved, keeping their spacing, so that the
+    alert was issued an hour ago and has not expired (unless ``header`` says otherwise).
+    """
     data = json.loads(json.dumps(example_json(alert_type)))
     n = next(_counter)
+    _freshen(data["header"])
     data["header"].update(
         alert_id=str(uuid.uuid4()),
         origin=origin,
@@ -45,6 +51,14 @@ def make_alert(
         **header,
     )
     return ALERT_MODELS[alert_type].model_validate(data)
+
+
+def _freshen(header: dict[str, Any]) -> None:
+    issued = datetime.fromisoformat(header["issued_at"])
+    shift = datetime.now(UTC) - timedelta(hours=1) - issued
+    for name in ("issued_at", "occurred_at", "expires_at"):
+        if header.get(name):
+            header[name] = (datetime.fromisoformat(header[name]) + shift).isoformat()
 
 
 def mixed_alerts(

@@ -13,7 +13,7 @@ under the ordinary rules, and the audit says the reference was unknown.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +27,7 @@ from bus.dlq import DeadLetter
 from bus.envelope import H_SIGNATURE, ReceivedAlert, RecordError, notice_headers, open_record
 from bus.errors import PolicyError
 from bus.keys import KeyRing, Signer
-from bus.models import MessageType, WithdrawalNotice
+from bus.models import Alert, MessageType, WithdrawalNotice
 from bus.policy import Decision, decide
 from bus.redact import partner_copy
 from bus.topics import TopicNames
@@ -63,7 +63,7 @@ class Counts:
     dead_lettered: int = 0
 
     def add(self, other: Counts) -> None:
-        for name in self.__dataclass_fields__:
+        for name in Counts.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -80,8 +80,10 @@ class Router:
 
     def __init__(
         self, *, agreements: Agreements, codec: AlertCodec, keyring: KeyRing, hub: Signer,
-        names: TopicNames,
+        names: TopicNames, clock: Callable[[Alert], datetime] | None = None,
     ) -> None:  # fmt: skip
+        #: When an alert counts as routed, for expiry; wall time unless a replay sets it.
+        self.clock = clock
         self.agreements = agreements
         self.codec = codec
         self.keyring = keyring
@@ -116,6 +118,8 @@ class Router:
             return out
         alert = received.alert
         header = alert.header
+        if self.clock is not None:
+            now = self.clock(alert)
         origin, alert_id = alert.origin, str(alert.alert_id)
         base: dict[str, Any] = {
             "alert_id": alert_id, "origin": origin, "alert_type": received.alert_type,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,6 +39,7 @@ from bus.errors import BusError, KafkaError
 from bus.kafka import Admin, bounded, make_consumer, make_producer, stop_client, topic_partitions
 from bus.keys import HUB_KEY_ID, KeyRing, Signer
 from bus.logs import get_logger
+from bus.models import Alert
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from services.fanout.router import Counts, Output, Router
@@ -72,7 +74,11 @@ class FanoutService:
         topic_refresh_s: float = 30.0,
         stall_s: float = 15.0,
         max_attempts: int = 3,
+        clock: Callable[[Alert], datetime] | None = None,
     ) -> None:
+        """``clock`` says when an alert counts as routed, for its expiry: the wall clock unless
+        given. Only a replay of history sets it (the demo routes its 2014 and 2018 samples as of
+        the moment each was issued); no setting or command-line option exposes it."""
         if not 0 <= instance < instances:
             raise BusError(f"--instance must be in 0..{instances - 1}, got {instance}")
         self.settings = settings
@@ -82,7 +88,7 @@ class FanoutService:
         self.router = Router(
             agreements=self.agreements, codec=AlertCodec(registry),
             keyring=KeyRing(settings.keys_dir), hub=Signer.load(settings.keys_dir, HUB_KEY_ID),
-            names=self.names,
+            names=self.names, clock=clock,
         )  # fmt: skip
         self.instance, self.instances = instance, instances
         self.group_id = f"{settings.topic_prefix}bus-fanout"

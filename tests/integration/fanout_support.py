@@ -13,9 +13,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bus import Alert, AlertCodec, BusSettings, Publisher, SchemaRegistry, generate_keypair
 from bus.agreements import Agreements, load_agreements
+from bus.codec import DecodedNotice
 from bus.envelope import header_map
 from bus.kafka import topic_partitions
-from bus.models import ALERT_TYPES
+from bus.models import ALERT_TYPES, WithdrawalNotice
 from bus.policy import decide
 from bus.redact import redact_alert
 from tests.conftest import REPO
@@ -81,9 +82,7 @@ class Expected:
     redacted: tuple[str, ...]
 
 
-def expected_inboxes(
-    alerts: list[Alert], agreements: Agreements
-) -> dict[str, dict[str, Expected]]:
+def expected_inboxes(alerts: list[Alert], agreements: Agreements) -> dict[str, dict[str, Expected]]:
     """partner → alert id → the copy it must get, by the policy (first of each id only)."""
     inboxes: dict[str, dict[str, Expected]] = defaultdict(dict)
     received: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -105,9 +104,15 @@ def expected_inboxes(
 
 
 async def read_inboxes(
-    settings: BusSettings, partners: list[str], *, expect: int | None = None, timeout_s: float = 60
+    settings: BusSettings,
+    partners: list[str],
+    *,
+    expect: int | None = None,
+    timeout_s: float = 60,
+    notices: dict[str, list[WithdrawalNotice]] | None = None,
 ) -> dict[str, list[tuple[Alert, dict[str, bytes], bytes]]]:
-    """Every committed record of the partners' inboxes.
+    """Every committed record of the partners' inboxes (withdrawal notices into ``notices``;
+    without it, a notice fails the test).
 
     Reads until ``expect`` records have arrived and a further quiet second passed (so that any
     extra copy would show), or, without ``expect``, until two quiet seconds. A commit returns
@@ -129,9 +134,13 @@ async def read_inboxes(
             batch = await consumer.getmany(timeout_ms=200)
             for tp, records in batch.items():
                 for r in records:
-                    alert = codec.decode(r.value).alert
-                    out[owner[tp.topic]].append((alert, header_map(r.headers), r.value))
+                    decoded = codec.decode_message(r.value)
                     total += 1
+                    if isinstance(decoded, DecodedNotice):
+                        assert notices is not None, f"unexpected notice {decoded.notice}"
+                        notices.setdefault(owner[tp.topic], []).append(decoded.notice)
+                        continue
+                    out[owner[tp.topic]].append((decoded.alert, header_map(r.headers), r.value))
             if batch:
                 quiet_since = loop.time()
             quiet = loop.time() - quiet_since

@@ -13,6 +13,7 @@ from bus import AlertCodec, BusSettings, SchemaRegistry
 from bus.admin import read_audit
 from bus.audit import verify_chain
 from bus.kafka import read_to_end
+from bus.models import WithdrawalNotice
 from services.fanout.service import FanoutService
 from tests.factories import make_alert
 from tests.integration.fanout_support import (
@@ -112,7 +113,9 @@ async def test_an_alert_published_twice_is_delivered_once(fanout_env: BusSetting
     assert sum(len(r) for r in actual.values()) >= 2  # rs→mk, jc-tabanovce, frontex, …
 
 
-async def test_update_and_cancel_reach_everyone_who_got_the_alert(fanout_env: BusSettings) -> None:
+async def test_a_follow_up_the_rules_deny_reaches_earlier_recipients_as_a_notice(
+    fanout_env: BusSettings,
+) -> None:
     settings = fanout_env
     original = make_alert("irregular-crossing", "rs", tlp="AMBER")
     service = FanoutService(settings)
@@ -122,17 +125,24 @@ async def test_update_and_cancel_reach_everyone_who_got_the_alert(fanout_env: Bu
     got_it = {p for p, recs in first.items() if recs}
     assert got_it == {"mk", "jc-tabanovce"}  # the sample's explicit recipients
 
-    # The update is RED with no explicit recipients: by the normal rules nobody would get it.
+    # The update is RED with no explicit recipients: by the rules nobody gets its content.
     update = make_alert("irregular-crossing", "rs", tlp="RED", msg_type="UPDATE",
                         references=[str(original.alert_id)])  # fmt: skip
     await publish_all(settings, [update])
     second = FanoutService(settings)
     await run_until(second, 1)
-    after = await read_inboxes(settings, sorted(AGREEMENTS.partners), expect=4)
-    got_update = {
-        p for p, recs in after.items() if any(a.alert_id == update.alert_id for a, _, _ in recs)
-    }
-    assert got_update == got_it
+    notices: dict[str, list[WithdrawalNotice]] = {}
+    after = await read_inboxes(settings, sorted(AGREEMENTS.partners), expect=4, notices=notices)
+    assert not any(a.alert_id == update.alert_id for recs in after.values() for a, _, _ in recs)
+    assert set(notices) == got_it
+    for [notice] in notices.values():
+        assert notice.alert_ids == [original.alert_id]
+        assert notice.follow_up_id == update.alert_id
+        assert notice.origin == "rs"
+        assert notice.msg_type.value == "UPDATE"
+    audit = [r for r in await read_audit(settings) if r["alert_id"] == str(update.alert_id)]
+    assert {r["partner"] for r in audit if r["decision"] == "notice"} == got_it
+    assert not [r for r in audit if r["decision"] == "delivered"]
 
 
 async def test_invalid_ingress_goes_to_the_dead_letter_topic(fanout_env: BusSettings) -> None:

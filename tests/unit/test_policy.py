@@ -56,6 +56,8 @@ def _crossing(origin: str = "rs", **header: Any) -> Alert:
     """The sample irregular crossing (9 January 2014), with no explicit recipients unless given."""
     header.setdefault("explicit_recipients", [])
     header.setdefault("expires_at", None)
+    header.setdefault("occurred_at", "2014-01-09T02:15:00Z")
+    header.setdefault("issued_at", "2014-01-09T05:30:00Z")
     return make_alert("irregular-crossing", origin, **header)
 
 
