@@ -44,7 +44,7 @@ def make_alert(
     n = next(_counter)
     _freshen(data["header"])
     data["header"].update(
-        alert_id=str(uuid.uuid4()),
+        alert_id=header.pop("alert_id", None) or str(uuid.uuid4()),
         origin=origin,
         case_ref=case_ref if case_ref is not None else f"{origin.upper()}-T-{n}",
         **({"tlp": tlp} if tlp else {}),
