@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bus.codec import AlertCodec
-from bus.envelope import RecordError, open_record
+from bus.envelope import ReceivedAlert, ReceivedNotice, RecordError, open_message
 from bus.kafka import bounded, make_consumer, stop_client
 from bus.keys import KeyRing
 from bus.schemas import SchemaRegistry
@@ -50,7 +50,7 @@ async def tail_topic(
                         "topic": r.topic, "partition": r.partition, "offset": r.offset,
                     }  # fmt: skip
                     try:
-                        received = open_record(
+                        received = open_message(
                             codec, keyring, names=settings.topics, topic=r.topic,
                             partition=r.partition, offset=r.offset, key=r.key, value=r.value,
                             headers=r.headers,
@@ -59,15 +59,24 @@ async def tail_topic(
                         line |= {"error": str(exc.error), "error_class": type(exc.error).__name__,
                                  "stage": exc.stage}  # fmt: skip
                     else:
-                        line |= {
-                            "alert_type": received.alert_type,
-                            "key_id": received.key_id,
-                            "verified": verify,
-                            "redacted": list(received.redacted),
-                            "alert": received.alert.model_dump(mode="json"),
-                        }
+                        line |= _describe(received, verify)
                     emit(line)
                     count += 1
     finally:
         await stop_client(consumer, settings.request_timeout_ms)
     return count
+
+
+def _describe(received: ReceivedAlert | ReceivedNotice, verify: bool) -> dict[str, Any]:
+    if isinstance(received, ReceivedNotice):
+        return {
+            "record_type": received.record_type, "key_id": received.key_id, "verified": verify,
+            "notice": received.notice.model_dump(mode="json"),
+        }  # fmt: skip
+    return {
+        "alert_type": received.alert_type,
+        "key_id": received.key_id,
+        "verified": verify,
+        "redacted": list(received.redacted),
+        "alert": received.alert.model_dump(mode="json"),
+    }

@@ -7,6 +7,11 @@
 4. shows, per partner, how many alerts arrived in its inbox and one of them decoded, a redacted
    copy among them.
 
+The samples date from 2014 and 2018, so by today's clock most would have expired and reach
+nobody. The demo therefore replays them as history: its fan-out judges each alert's expiry as of
+the moment it was issued (a clock only a replay can set; ``bus fanout run`` always uses the
+wall clock). Every other rule applies as it does in production.
+
 Run it again and the adapters publish nothing new (their files are journaled and their alert ids
 are deterministic): that is the "nothing twice" guarantee, shown.
 """
@@ -20,6 +25,7 @@ import shutil
 import sys
 import uuid
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +46,12 @@ from bus.envelope import header_map
 from bus.kafka import read_to_end
 from bus.kafka.local import LocalKafka
 from bus.logs import configure_logging
-from bus.models import ALERT_MODELS, ALERT_TYPES, Alert
+from bus.models import ALERT_MODELS, ALERT_TYPES, Alert, WithdrawalNotice
 from services.adapters import Adapter, DropFolder, IdentityHasher, available_countries, load_mapping
 from services.fanout.service import FanoutService
 
 EXAMPLES = Path(__file__).resolve().parent
+NOTICE = WithdrawalNotice.record_type.encode()
 WORK = Path(".bus") / "demo"
 WIDTH = None if sys.stdout.isatty() else 120
 console = Console(stderr=True, width=WIDTH)
@@ -112,7 +119,7 @@ async def run(settings: BusSettings) -> None:
     partners = sorted(agreements.partners)
     before = {p: len(await read_to_end(settings, settings.topics.inbox(p))) for p in partners}
 
-    fanout = FanoutService(settings, agreements=agreements)
+    fanout = FanoutService(settings, agreements=agreements, clock=_as_issued)
     task = asyncio.create_task(fanout.run())
     await fanout.wait_ready()
     console.print(f"Fan-out running with {len(agreements.agreements)} agreements, "
@@ -128,16 +135,26 @@ async def run(settings: BusSettings) -> None:
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
+
     # Poll the service's counters until it has routed everything published above.
-    while fanout.stats.alerts + fanout.stats.duplicates < published and loop.time() < deadline:  # noqa: ASYNC110
+    def routed() -> int:
+        return fanout.stats.alerts + fanout.stats.duplicates + fanout.stats.refused
+
+    while routed() < published and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.2)
     fanout.stop()
     await task
     s = fanout.stats
     console.print(f"Fan-out routed {s.alerts} alert(s): {s.delivered} copies delivered, "
-                  f"{s.denied} decisions denied, {s.duplicates} duplicate(s) dropped")  # fmt: skip
+                  f"{s.notices} withdrawal notice(s), {s.denied} decisions denied, "
+                  f"{s.expired} expired, {s.duplicates} duplicate(s) dropped")  # fmt: skip
     await asyncio.sleep(1)  # let the last transaction markers reach every partition
     show_inboxes(settings, partners, before, await _inboxes(settings, partners))
+
+
+def _as_issued(alert: Alert) -> datetime:
+    """The replay clock: each sample alert is routed a minute after it was issued."""
+    return alert.header.issued_at + timedelta(minutes=1)
 
 
 async def _inboxes(settings: BusSettings, partners: list[str]) -> dict[str, list[Any]]:
@@ -152,21 +169,24 @@ def show_inboxes(
 ) -> None:
     codec = AlertCodec(SchemaRegistry.load(settings.schemas_dir))
     table = Table(title="Partner inboxes (read_committed)", width=WIDTH)
-    for column in ("partner", "new", "total", "one of them", "removed fields"):
+    for column in ("partner", "new", "total", "notices", "one of them", "removed fields"):
         table.add_column(column, overflow="fold")
     redacted_example = None
     for p in partners:
         records = inboxes[p]
-        if not records:
-            table.add_row(p, "0", "0", "-", "")
+        alerts = [r for r in records if header_map(r.headers).get("bus-type") != NOTICE]
+        notices = len(records) - len(alerts)
+        if not alerts:
+            table.add_row(p, str(len(records) - before[p]), str(len(records)), str(notices), "-",
+                          "")  # fmt: skip
             continue
-        redacted = [r for r in records if header_map(r.headers).get("bus-redacted")]
-        pick = (redacted or records)[-1]
+        redacted = [r for r in alerts if header_map(r.headers).get("bus-redacted")]
+        pick = (redacted or alerts)[-1]
         alert = codec.decode(pick.value).alert
         removed = header_map(pick.headers).get("bus-redacted", b"").decode()
         if removed and redacted_example is None:
             redacted_example = (p, alert, removed)
-        table.add_row(p, str(len(records) - before[p]), str(len(records)),
+        table.add_row(p, str(len(records) - before[p]), str(len(records)), str(notices),
                       f"{alert.alert_type} from {alert.origin}, {str(alert.alert_id)[:8]}…",
                       removed)  # fmt: skip
     Console(width=WIDTH).print(table)
