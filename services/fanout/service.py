@@ -109,6 +109,7 @@ class FanoutService:
         self._suspects: set[Position] = set()
         self._attempts: dict[Position, dict[str, str]] = {}
         self._tries: dict[Position, int] = {}
+        self._refused_in_row = 0
         self._log = get_logger("fanout", instance=instance)
 
     async def __aenter__(self) -> FanoutService:
@@ -134,10 +135,15 @@ class FanoutService:
                 await self._session()
                 backoff_s = 0.5
             except DeliveryFailed as exc:
-                # Not the broker's health: read the batch again at once, suspects alone.
+                # Not the broker's health: read the batch again soon, suspects alone; a refusal
+                # that keeps coming back (one of the bus's own topics) is paced like a failure.
                 self.stats.aborted += 1
                 self.stats.restarts += 1
-                self._log.warning("fanout_transaction_refused", error=str(exc))
+                self._refused_in_row += 1
+                pause_s = min(0.05 * 2**self._refused_in_row, 10.0)
+                self._log.warning("fanout_transaction_refused", error=str(exc), retry_in_s=pause_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause_s)
             except Exception as exc:
                 # Our own wrappers raise KafkaError; aiokafka raises its own errors elsewhere.
                 if not (isinstance(exc, KafkaError | OSError) or _from_aiokafka(exc)):
@@ -312,6 +318,7 @@ class FanoutService:
         self._chain = chain
         self.stats.add(counts)
         self.stats.transactions += 1
+        self._refused_in_row = 0
         for record in records:
             position = _position(record)
             self._suspects.discard(position)
@@ -339,9 +346,9 @@ class FanoutService:
                         ingress_topic=position[0], ingress_partition=position[1],
                         ingress_offset=position[2],
                     )  # fmt: skip
-            if alone:
-                position = _position(owners[refusal.outputs[0]])
-                self._tries[position] = self._tries.get(position, 0) + 1
+        if alone and exc.refusals:
+            position = _position(owners[exc.refusals[0].outputs[0]])
+            self._tries[position] = self._tries.get(position, 0) + 1
 
     def _given_up(self, record: ConsumerRecord) -> dict[str, str] | None:
         """The partners whose copy of this alert is given up on, after ``max_attempts``."""
