@@ -110,7 +110,17 @@ async def _send_and_commit(
         members.append(i)
     for (topic, partition), (batch, members) in batches.items():
         sent.append((topic, await producer.send_batch(batch, topic, partition=partition), members))
-    results = await asyncio.gather(*(f for _, f, _ in sent), return_exceptions=True)
+    delivered = asyncio.gather(*(f for _, f, _ in sent), return_exceptions=True)
+    failed = await _transaction_failed(producer, delivered)
+    if failed is not None:
+        # A partition the producer may not add to the transaction (no WRITE on the topic): its
+        # batches are never sent, so their futures would wait for ever.
+        topics = _topics_named(failed)
+        raise DeliveryFailed([
+            Refusal(topic, failed, tuple(members)) for topic, _, members in sent
+            if topic in topics or not topics
+        ])  # fmt: skip
+    results = await delivered
     refusals = [
         Refusal(topic, result, tuple(members))
         for (topic, _, members), result in zip(sent, results, strict=True)
@@ -120,6 +130,33 @@ async def _send_and_commit(
         raise DeliveryFailed(refusals)
     await producer.send_offsets_to_transaction(offsets, group_id)
     await producer.commit_transaction()
+
+
+async def _transaction_failed(
+    producer: AIOKafkaProducer, delivered: asyncio.Future[Any]
+) -> BaseException | None:
+    """Wait until every batch is answered, or the transaction itself failed; say which.
+
+    aiokafka marks a transaction failed (an abortable error) when the broker refuses to add a
+    partition to it, and only its transaction waiter learns of it.
+    """
+    manager = getattr(producer, "_txn_manager", None)
+    waiter = manager.wait_for_transaction_end() if manager is not None else None
+    if waiter is None:
+        return None
+    await asyncio.wait({delivered, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if delivered.done() or not waiter.done() or waiter.cancelled():
+        return None
+    error = waiter.exception()
+    if error is not None:
+        # The batches left behind are failed by the abort; nobody awaits them any more.
+        delivered.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return error  # type: ignore[no-any-return]
+
+
+def _topics_named(error: BaseException) -> set[str]:
+    named = error.args[0] if error.args else None
+    return {str(t) for t in named} if isinstance(named, set | frozenset | list | tuple) else set()
 
 
 async def _abort(producer: AIOKafkaProducer, timeout_ms: int) -> None:

@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import MessageSizeTooLargeError, NotLeaderForPartitionError
+from aiokafka.errors import (
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    TopicAuthorizationFailedError,
+)
 
 from bus.errors import KafkaError
 from services.fanout.transaction import DeliveryFailed, commit
@@ -27,13 +31,27 @@ class _Batch:
         return object()
 
 
-class _Producer:
-    """Records calls; batches to ``refuse`` fail with their error; abort may hang."""
+class _TxnManager:
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def __init__(self, refuse: dict[str, BaseException], *, abort_hangs: bool = False) -> None:
+    def wait_for_transaction_end(self) -> asyncio.Future[None]:
+        return self.waiter
+
+
+class _Producer:
+    """Records calls; batches to ``refuse`` fail with their error; abort may hang; batches to
+    ``unauthorised`` are never answered and the transaction fails as aiokafka's does."""
+
+    def __init__(
+        self, refuse: dict[str, BaseException], *, abort_hangs: bool = False,
+        unauthorised: frozenset[str] = frozenset(),
+    ) -> None:  # fmt: skip
         self.refuse = refuse
         self.abort_hangs = abort_hangs
+        self.unauthorised = unauthorised
         self.calls: list[str] = []
+        self._txn_manager = _TxnManager()
 
     async def begin_transaction(self) -> None:
         self.calls.append("begin")
@@ -49,6 +67,8 @@ class _Producer:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if topic in self.refuse:
             future.set_exception(self.refuse[topic])
+        elif topic in self.unauthorised:
+            self._txn_manager.waiter.set_exception(TopicAuthorizationFailedError({topic}))
         else:
             future.set_result(None)
         return future
@@ -117,6 +137,17 @@ async def test_an_abort_that_never_answers_is_given_up_after_its_timeout() -> No
     with pytest.raises(DeliveryFailed):
         await _commit(producer, abort_timeout_ms=300)
     assert time.monotonic() - started < 3
+
+
+async def test_a_topic_the_producer_may_not_write_fails_the_transaction_at_once() -> None:
+    producer = _Producer({}, unauthorised=frozenset({"partner.europol.inbox"}))
+    with pytest.raises(DeliveryFailed) as caught:
+        await _commit(producer)
+    assert "commit" not in producer.calls
+    [refusal] = caught.value.refusals
+    assert refusal.topic == "partner.europol.inbox"
+    assert refusal.outputs == (2,)
+    assert refusal.permanent
 
 
 async def test_delivery_failed_is_a_kafka_error() -> None:
