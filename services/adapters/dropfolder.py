@@ -46,6 +46,7 @@ from services.adapters.entries import (
     kind_of,
     move_into,
     read_regular,
+    remove_links_below,
 )
 from services.adapters.errors import AdapterError, FeedRejected, RecordRejected, unexpected_reason
 from services.adapters.feeds import FeedRecord
@@ -321,7 +322,9 @@ class DropFolder:
             st = os.lstat(path)  # what is there now: it may have changed since it was looked at
             if stat.S_ISDIR(st.st_mode):
                 identity = (st.st_dev, st.st_ino)
-                move_into(self.quarantine_dir, path, tag=f"{time.time_ns():x}", identity=identity)
+                moved = move_into(self.quarantine_dir, path, tag=f"{time.time_ns():x}",
+                                  identity=identity)  # fmt: skip
+                await self._remove_links_below(moved)
             elif not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1):  # else: read next pass
                 os.unlink(path)  # the link (or FIFO, …) itself; never what it points at
         except FileNotFoundError:
@@ -335,6 +338,17 @@ class DropFolder:
             )
         self._log.warning("entry_refused", file=name, reason=problem.reason, **details)
         return FileOutcome(name, "", "refused", quarantined=1)
+
+    async def _remove_links_below(self, moved: Path) -> None:
+        # A directory in quarantine/ must not hold a link to follow (to a key, say) either.
+        try:
+            removed, complete = await asyncio.to_thread(remove_links_below, moved)
+        except OSError as exc:  # replaced again in between: move_into took care of a link
+            self._log.warning("directory_not_checked", moved_to=str(moved), error=str(exc))
+            return
+        log = self._log.warning if removed or not complete else self._log.info
+        log("directory_quarantined", moved_to=str(moved), links_removed=removed,
+            fully_checked=complete)  # fmt: skip
 
     def _report_path(self, name: str) -> Path:
         report = fit_name(name, reserve_bytes=len(_REPORT_SUFFIX))

@@ -177,3 +177,48 @@ def move_into(folder: Path, path: Path, *, tag: str, identity: tuple[int, int] |
         if (st.st_dev, st.st_ino) != identity and kind_of(st.st_mode) not in (None, DIRECTORY):
             os.unlink(target)
     return target
+
+
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_links_below(
+    folder: Path, *, max_entries: int = 10_000, max_depth: int = 32
+) -> tuple[int, bool]:
+    """Remove every link, FIFO, socket and device below ``folder``, and every file with more
+    than one name, so that a directory moved into quarantine/ holds nothing to follow.
+
+    Only names are listed, never a file's bytes. Walks by directory descriptors (no path grows
+    long, at most ``2 * max_depth`` descriptors open) and stops after ``max_entries``: returns
+    (how many were removed, whether everything was looked at).
+    """
+    removed, seen, complete = 0, 0, True
+    root = os.open(folder, _DIRECTORY_FLAGS)
+    stack = [(root, os.scandir(root))]
+    try:
+        while stack:
+            fd, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                entries.close()
+                os.close(fd)
+                continue
+            seen += 1
+            if seen > max_entries:
+                return removed, False
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if len(stack) >= max_depth:
+                    complete = False
+                    continue
+                child = os.open(entry.name, _DIRECTORY_FLAGS, dir_fd=fd)
+                stack.append((child, os.scandir(child)))
+            elif kind_of(st.st_mode) is not None or st.st_nlink > 1:
+                os.unlink(entry.name, dir_fd=fd)
+                removed += 1
+        return removed, complete
+    finally:
+        for fd, entries in stack:
+            entries.close()
+            os.close(fd)

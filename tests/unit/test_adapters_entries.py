@@ -19,6 +19,7 @@ from services.adapters.entries import (
     fit_name,
     move_into,
     read_regular,
+    remove_links_below,
 )
 from services.adapters.errors import AdapterError
 from services.adapters.quarantine import write_report
@@ -145,3 +146,29 @@ def test_a_link_or_fifo_planted_at_a_report_path_is_replaced_not_written_through
     os.mkfifo(fifo)
     write_report(fifo, [{"reason": "two"}])
     assert fifo.read_text() == '{"reason": "two"}\n'
+
+
+def test_links_fifos_and_second_names_below_a_directory_are_removed_by_name_only(
+    tmp_path: Path, secret: Path
+) -> None:
+    folder = tmp_path / "dropped"
+    deep = folder
+    for i in range(40):  # deeper than the walk goes
+        deep = deep / f"d{i}"
+    deep.mkdir(parents=True)
+    (folder / "ok.csv").write_bytes(b"a\n")
+    (folder / "key.csv").symlink_to(secret)
+    os.link(secret, folder / "d0" / "hard.csv")
+    os.mkfifo(folder / "d0" / "d1" / "pipe")
+    (deep / "far.csv").symlink_to(secret)
+    removed, complete = remove_links_below(folder)
+    assert removed == 3
+    assert not complete  # d31 and below were not looked at
+    assert sorted(p.name for p in folder.iterdir()) == ["d0", "ok.csv"]
+    assert secret.read_bytes() == SECRET
+    assert os.lstat(secret).st_nlink == 1
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(20):
+        (many / f"{i}.csv").symlink_to(secret)
+    assert remove_links_below(many, max_entries=5) == (5, False)
