@@ -297,3 +297,14 @@ def test_a_damaged_journal_stops_the_adapter_with_a_clear_message(tmp_path: Path
     path.write_bytes(b'{"file": "f1", "acked": {}}\nnot json\n{"file": "f1", "done": "x"}\n')
     with pytest.raises(AdapterError, match="damaged at line 2"):
         Journal(path)
+
+
+def test_a_journal_that_is_a_link_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_bytes(b"")
+    path = tmp_path / "state" / "rs.journal"
+    path.parent.mkdir()
+    path.symlink_to(target)
+    with pytest.raises(AdapterError, match="cannot be opened as a regular file"):
+        Journal(path)
+    assert target.read_bytes() == b""
