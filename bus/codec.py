@@ -69,9 +69,10 @@ class AlertCodec:
         buf.write(schema.fingerprint)
         try:
             fastavro.schemaless_writer(buf, schema.parsed, record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except Exception as exc:  # fastavro raises value, type, key, overflow and other errors
             raise ValidationError(
-                f"{alert_type} record does not match {schema.path.name}: {exc}"
+                f"{alert_type} record does not match {schema.path.name}: "
+                f"{type(exc).__name__}: {exc}"
             ) from exc
         return buf.getvalue()
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic
 
@@ -38,6 +38,14 @@ class PublishResult:
     topic: str
     partition: int
     offset: int
+
+
+class PreparedAlert(NamedTuple):
+    """An alert validated, encoded and signed by a publisher, ready to send."""
+
+    alert: Alert
+    value: bytes
+    signature: bytes
 
 
 def parse_alert(data: Mapping[str, Any], alert_type: str | None = None) -> Alert:
@@ -118,13 +126,17 @@ class Publisher:
             self._log.warning("producer_stop_failed", error=problem)
         self._started = False
 
-    def prepare(self, alert: Alert | Mapping[str, Any]) -> tuple[Alert, bytes, bytes]:
-        """Validate, check the origin, encode and sign: (alert, value, signature)."""
+    def prepare(self, alert: Alert | Mapping[str, Any]) -> PreparedAlert:
+        """Validate, check the origin, encode and sign: (alert, value, signature).
+
+        Raises ``ValidationError`` or ``OriginMismatch``; pure and thread-safe, so a caller with
+        many alerts may prepare them off the event loop.
+        """
         if not isinstance(alert, Alert):
             alert = parse_alert(alert)
         self._check_origin(alert)
         value = self._codec.encode(alert)
-        return alert, value, self._signer.sign(value)
+        return PreparedAlert(alert, value, self._signer.sign(value))
 
     def _check_origin(self, alert: Alert) -> None:
         if alert.origin != self.origin:
@@ -133,11 +145,11 @@ class Publisher:
                 f"publishes as {self.origin!r}; a country publishes only its own alerts"
             )
 
-    async def _enqueue(self, alert: Alert | Mapping[str, Any]) -> tuple[uuid.UUID, Any]:
-        """Validate, encode, sign and hand to the producer; return the delivery future."""
+    async def _enqueue(self, prepared: PreparedAlert) -> tuple[uuid.UUID, Any]:
+        """Hand a prepared alert to the producer; return the delivery future."""
         if not self._started:
             raise BusError("Publisher is not started: use `async with Publisher(...) as pub:`")
-        alert, value, signature = self.prepare(alert)
+        alert, value, signature = prepared
         topic = self._settings.topics.ingress(self.origin, alert.alert_type)
         delivery = await bounded(
             self._producer.send(
@@ -153,7 +165,7 @@ class Publisher:
 
     async def publish(self, alert: Alert | Mapping[str, Any]) -> PublishResult:
         """Publish one alert and return once Kafka acknowledged it."""
-        alert_id, delivery = await self._enqueue(alert)
+        alert_id, delivery = await self._enqueue(self.prepare(alert))
         md = await bounded(
             delivery,
             self._settings.publish_timeout_ms,
@@ -174,14 +186,19 @@ class Publisher:
     ) -> list[PublishResult]:
         """Publish alerts pipelined; return once Kafka acknowledged every one, in order.
 
-        All alerts are validated before the first is sent, so an invalid one publishes nothing.
-        Enqueueing waits while the producer's buffer is full, so the timeout only bounds the wait
-        for the last acknowledgements.
+        All alerts are validated, encoded and signed before the first is sent, so one that
+        cannot be publishes nothing.
         """
-        prepared = [a if isinstance(a, Alert) else parse_alert(a) for a in alerts]
-        for alert in prepared:
-            self._check_origin(alert)
-        pending = [await self._enqueue(a) for a in prepared]
+        return await self.publish_prepared([self.prepare(a) for a in alerts])
+
+    async def publish_prepared(self, prepared: Sequence[PreparedAlert]) -> list[PublishResult]:
+        """Publish alerts that ``prepare`` returned, pipelined, as ``publish_many`` does.
+
+        For callers that prepare each alert on its own (off the event loop, or to set one that
+        does not encode aside). Enqueueing waits while the producer's buffer is full, so the
+        timeout only bounds the wait for the last acknowledgements.
+        """
+        pending = [await self._enqueue(p) for p in prepared]
         metadata = await bounded(
             asyncio.gather(*(d for _, d in pending)),
             self._settings.publish_timeout_ms,

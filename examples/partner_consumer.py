@@ -6,16 +6,24 @@ It shows that the contract needs nothing but ``schemas/`` and the publishers' ``
         --keys keys --topic ingress.rs.trafficking-arrest --max 10
 
 Each record is printed as one JSON line: the decoded alert, its writer schema, and whether the
-Ed25519 signature in ``bus-signature`` verified with ``<bus-key-id>.pub``. It imports nothing
-from the ``bus`` package on purpose.
+Ed25519 signature in ``bus-signature`` verified (``signature_ok``; ``signature_problem`` says why
+not). It imports nothing from the ``bus`` package on purpose.
+
+Whose signature counts, as in the bus's own library: the alert's origin (``header.origin``) or
+the hub (``hub``, for copies it redacted and for notices it issues); a record whose body has no
+``header.origin`` (a withdrawal notice) only the hub's. A valid signature by any other key, say
+another country's, does not count. The public keys are every ``<key-id>.pub`` of ``--keys``,
+loaded once at start; a header's text is only ever looked up among them, never made into a path.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import io
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -48,13 +56,55 @@ def decode(value: bytes, schemas: dict[bytes, tuple[str, avro.schema.Schema]]) -
     return name, reader.read(avro.io.BinaryDecoder(io.BytesIO(value[10:])))
 
 
-def verify(keys_dir: Path, key_id: str, value: bytes, signature: bytes) -> bool:
-    raw = base64.b64decode((keys_dir / f"{key_id}.pub").read_text().strip())
+HUB_KEY_ID = "hub"
+KEY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def load_keys(keys_dir: Path) -> dict[str, Ed25519PublicKey]:
+    """Every ``<key-id>.pub`` of ``keys_dir`` (base64 of the raw 32-byte key), by key id."""
+    keys = {}
+    for path in sorted(keys_dir.glob("*.pub")):
+        if not KEY_ID.fullmatch(path.stem):
+            sys.stderr.write(f"{path}: not a key id (a-z, 0-9, '-'); ignored\n")
+            continue
+        try:
+            raw = base64.b64decode(path.read_text(encoding="ascii").strip(), validate=True)
+            keys[path.stem] = Ed25519PublicKey.from_public_bytes(raw)
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+            raise SystemExit(f"{path}: not the base64 of a 32-byte Ed25519 key ({exc})") from None
+    if not keys:
+        raise SystemExit(f"{keys_dir}: no <key-id>.pub files; the publishers' and hub's are needed")
+    return keys
+
+
+def origin_of(record: Any) -> str | None:
+    """The decoded body's ``header.origin``, or None (a withdrawal notice has no such header)."""
+    header = record.get("header") if isinstance(record, dict) else None
+    origin = header.get("origin") if isinstance(header, dict) else None
+    return origin if isinstance(origin, str) else None
+
+
+def check_signature(
+    keys: dict[str, Ed25519PublicKey],
+    key_id: str | None,
+    origin: str | None,
+    value: bytes,
+    signature: bytes | None,
+) -> str | None:
+    """None when the signature counts; otherwise why not."""
+    if key_id is None or signature is None:
+        return "no bus-key-id or bus-signature header"
+    allowed = {HUB_KEY_ID} if origin is None else {origin, HUB_KEY_ID}
+    if key_id not in allowed:
+        return f"signed by {key_id!r}; only {' or '.join(map(repr, sorted(allowed)))} may sign it"
+    key = keys.get(key_id)
+    if key is None:
+        return f"no {key_id}.pub among the keys"
     try:
-        Ed25519PublicKey.from_public_bytes(raw).verify(signature, value)
+        key.verify(signature, value)
     except InvalidSignature:
-        return False
-    return True
+        return f"the signature does not verify with {key_id}.pub"
+    return None
 
 
 def main() -> None:
@@ -69,6 +119,7 @@ def main() -> None:
     args = parser.parse_args()
 
     schemas = load_schemas(args.schemas)
+    keys = load_keys(args.keys)
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap,
         "group.id": args.group,
@@ -89,14 +140,24 @@ def main() -> None:
                 raise KafkaException(msg.error())
             idle_since = time.monotonic()
             headers = dict(msg.headers() or [])
-            value = msg.value()
-            schema_name, record = decode(value, schemas)
-            key_id = headers["bus-key-id"].decode()
+            value = msg.value() or b""
+            raw_key_id = headers.get("bus-key-id")
+            key_id = raw_key_id.decode("utf-8", "replace") if raw_key_id is not None else None
+            try:
+                schema_name, record = decode(value, schemas)
+            except Exception as exc:  # not ours to decode: say so, and carry on
+                schema_name, record = None, None
+                problem = f"cannot decode: {type(exc).__name__}: {exc}"
+            else:
+                problem = check_signature(
+                    keys, key_id, origin_of(record), value, headers.get("bus-signature")
+                )
             line = {
                 "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
                 "schema": schema_name, "key_id": key_id,
-                "signature_ok": verify(args.keys, key_id, value, headers["bus-signature"]),
-                "redacted": [p for p in headers.get("bus-redacted", b"").decode().split(",") if p],
+                "signature_ok": problem is None, "signature_problem": problem,
+                "redacted": [p for p in headers.get("bus-redacted", b"").decode("utf-8", "replace")
+                             .split(",") if p],
                 "alert": record,
             }  # fmt: skip
             sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")

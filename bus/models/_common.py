@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -92,6 +93,43 @@ def to_epoch_millis(value: datetime) -> int:
     (floor division, so instants before 1970 are negative and sub-millisecond parts dropped)."""
     return (value - EPOCH) // _MILLISECOND
 
+
+@dataclass(frozen=True)
+class AvroIntRange:
+    """The whole numbers an Avro ``int`` or ``long`` holds; a validator refusing the rest.
+
+    fastavro writes an ``int`` above 2**31 - 1 without complaint (as bytes other Avro readers
+    refuse or misread) and raises ``OverflowError`` above 2**63 - 1, so the models refuse such
+    numbers first, naming the field. The message leaves out the value, like the others here.
+    """
+
+    avro_type: str
+    low: int
+    high: int
+
+    def __call__(self, value: int) -> int:
+        if value > self.high:
+            raise ValueError(
+                f"expected at most {self.high}, the largest Avro {self.avro_type}, got a larger "
+                "number"
+            )
+        if value < self.low:
+            raise ValueError(
+                f"expected at least {self.low}, the smallest Avro {self.avro_type}, got a smaller "
+                "number"
+            )
+        return value
+
+
+INT32_RANGE = AvroIntRange("int", -(2**31), 2**31 - 1)
+INT64_RANGE = AvroIntRange("long", -(2**63), 2**63 - 1)
+
+#: A whole number an Avro ``int`` (32-bit) holds. Combine it with other bounds freely
+#: (``count: Int32 = Field(ge=0)``): a validator, unlike a second ``ge``/``le``, cannot
+#: override them or be overridden.
+Int32 = Annotated[int, AfterValidator(INT32_RANGE)]
+#: A whole number an Avro ``long`` (64-bit) holds.
+Int64 = Annotated[int, AfterValidator(INT64_RANGE)]
 
 #: A lower-case ISO 3166-1 alpha-2 country code (``xk`` for Kosovo); upper case is lowered.
 CountryCode = Annotated[str, BeforeValidator(_country_code)]

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from bus.models._common import CountryCode, Record
+from bus.models._common import CountryCode, Int32, Record
 from bus.models.base import Alert
 from bus.models.person import PersonRef
 
@@ -37,7 +37,7 @@ class CitizenAssistance(Alert):
 
     crisis_country: CountryCode
     citizen_nationality: CountryCode
-    estimated_citizens: int = Field(ge=0)
+    estimated_citizens: Int32 = Field(ge=0)
     persons: list[PersonRef] = Field(default_factory=list)
     assisting_mission: str
     represented_country: CountryCode

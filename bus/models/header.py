@@ -8,7 +8,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
-from bus.models._common import CountryCode, Record, UtcDatetime
+from bus.models._common import CountryCode, Int32, Record, UtcDatetime
 
 
 class AlertStatus(StrEnum):
@@ -81,7 +81,7 @@ class AlertHeader(Record):
     tlp: Tlp
     handling_codes: list[HandlingCode] = Field(default_factory=list)
     source_reliability: SourceReliability
-    information_accuracy: Annotated[int, Field(ge=1, le=4)]
+    information_accuracy: Annotated[Int32, Field(ge=1, le=4)]
     expires_at: UtcDatetime | None = None
     explicit_recipients: list[str] = Field(default_factory=list)
 

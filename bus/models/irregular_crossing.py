@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from bus.models._common import CountryCode, Record, UtcDatetime
+from bus.models._common import CountryCode, Int32, Record, UtcDatetime
 from bus.models.base import Alert
 from bus.models.person import PersonRef
 
@@ -27,7 +27,7 @@ class NationalityCount(Record):
     """How many of the persons detected hold one nationality."""
 
     nationality: CountryCode
-    count: int = Field(ge=0)
+    count: Int32 = Field(ge=0)
 
 
 class IrregularCrossing(Alert):
@@ -41,9 +41,9 @@ class IrregularCrossing(Alert):
     crossing_point: str | None = None
     direction_from: CountryCode
     direction_to: CountryCode
-    head_count: int = Field(ge=0)
+    head_count: Int32 = Field(ge=0)
     nationality_breakdown: list[NationalityCount] = Field(default_factory=list)
     persons: list[PersonRef] = Field(default_factory=list)
     suspected_facilitator: PersonRef | None = None
-    asylum_requests: int = Field(ge=0)
+    asylum_requests: Int32 = Field(ge=0)
     outcome: CrossingOutcome

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from bus.models._common import CountryCode, UtcDatetime
+from bus.models._common import CountryCode, Int32, UtcDatetime
 from bus.models.base import Alert
 from bus.models.person import PersonRef
 
@@ -31,7 +31,7 @@ class Readmission(Alert):
 
     requesting_state: CountryCode
     requested_state: CountryCode
-    person_count: int = Field(ge=0)
+    person_count: Int32 = Field(ge=0)
     persons: list[PersonRef] = Field(default_factory=list)
     legal_basis: str
     stage: ReadmissionStage

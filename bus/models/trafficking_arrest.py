@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from bus.models._common import CountryCode, UtcDatetime
+from bus.models._common import CountryCode, Int32, UtcDatetime
 from bus.models.base import Alert
 from bus.models.person import PersonRef
 
@@ -22,9 +22,9 @@ class TraffickingArrest(Alert):
     place_country: CountryCode
     arresting_authority: str
     suspects: list[PersonRef] = Field(default_factory=list)
-    victim_count: int = Field(ge=0)
+    victim_count: Int32 = Field(ge=0)
     victim_nationalities: list[CountryCode] = Field(default_factory=list)
     route: list[CountryCode] = Field(default_factory=list)
     price_per_person_eur: float | None = Field(default=None, ge=0)
-    earlier_occasions: int | None = Field(default=None, ge=0)
+    earlier_occasions: Int32 | None = Field(default=None, ge=0)
     summary: str | None = None

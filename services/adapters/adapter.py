@@ -7,6 +7,11 @@
 The adapter publishes as its country through ``bus.Publisher`` (signing with
 ``keys_dir/<cc>.key``) and writes rejected records to ``bus.dlq``. Files are read by
 ``DropFolder``, requests served by ``http.create_app``; both use this class.
+
+Each record is mapped, validated, encoded and signed on its own (``prepare``), so that any
+failure of one record, foreseen or not, sets that record aside and nothing else. That work is
+CPU-bound and runs in a thread (``prepare_all``), so that a large batch does not stall the
+HTTP endpoint sharing the event loop.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bus import Alert, BusSettings, Publisher, PublishResult
+from bus import Alert, BusError, BusSettings, Publisher, PublishResult, ValidationError
 from bus.kafka import bounded, make_producer, stop_client
 from bus.logs import get_logger
-from services.adapters.errors import BatchRejected, RecordRejected
+from bus.publisher import PreparedAlert
+from services.adapters.errors import BatchRejected, RecordRejected, unexpected
 from services.adapters.feeds import FeedRecord, Limits, json_record
 from services.adapters.identity import IdentityHasher
 from services.adapters.mapping import CountryMapping, MappingContext
@@ -95,12 +101,74 @@ class Adapter:
         """The alert for one read record, or ``RecordRejected``."""
         return self.mapping.map(record, self.context)
 
-    async def publish(self, alerts: Sequence[Alert]) -> list[PublishResult]:
-        """Publish ``alerts`` and return once Kafka acknowledged every one."""
-        if not alerts:
+    def prepare(self, record: FeedRecord) -> PreparedAlert:
+        """Map, validate, encode and sign one record; every failure is ``RecordRejected``.
+
+        Thread-safe: ``prepare_all`` runs it off the event loop.
+        """
+        try:
+            prepared = self._publisher.prepare(self.map(record))
+        except RecordRejected:
+            raise
+        except ValidationError as exc:  # the alert does not encode (the models let it through)
+            field = f"alert.{exc.field}" if exc.field else None
+            raise RecordRejected(f"the alert cannot be encoded: {exc}", field=field) from exc
+        except BusError as exc:  # e.g. OriginMismatch: a mapping that names another origin
+            raise RecordRejected(f"the alert cannot be published: {exc}") from exc
+        except Exception as exc:
+            raise unexpected(exc) from exc
+        limit = self.config.max_alert_bytes
+        if len(prepared.value) > limit:
+            raise RecordRejected(
+                f"the alert encodes to {len(prepared.value)} bytes; at most {limit} "
+                "(BUS_ADAPTER_MAX_ALERT_BYTES) fit in a Kafka record: split the record"
+            )
+        return prepared
+
+    def _prepare_each(self, records: Sequence[FeedRecord]) -> list[PreparedAlert | RecordRejected]:
+        outcomes: list[PreparedAlert | RecordRejected] = []
+        for record in records:
+            try:
+                outcomes.append(self.prepare(record))
+            except RecordRejected as exc:
+                outcomes.append(exc)
+            except Exception as exc:  # a mapping that overrides ``map`` and lets an error out
+                outcomes.append(unexpected(exc))
+        return outcomes
+
+    async def prepare_all(
+        self, records: Sequence[FeedRecord]
+    ) -> list[PreparedAlert | RecordRejected]:
+        """``prepare`` for each record, in a thread: the prepared alert or why not, in order."""
+        outcomes = await asyncio.to_thread(self._prepare_each, records)
+        for record, outcome in zip(records, outcomes, strict=True):
+            if isinstance(outcome, RecordRejected) and outcome.unexpected is not None:
+                self._log_unexpected(outcome.unexpected, position=record.position)
+        return outcomes
+
+    def _log_unexpected(self, error: Exception, **context: Any) -> None:
+        # Not the record's fault as far as anyone knows: the class and traceback are for the
+        # developers; the record itself is set aside like any other.
+        self.log.error(
+            "record_unexpected_error",
+            error_class=type(error).__name__,
+            error=str(error)[:500],
+            exc_info=error,
+            **context,
+        )
+
+    def _json_records(self, items: Sequence[Any], source: str) -> list[FeedRecord]:
+        return [
+            json_record(item, index + 1, f"{source}[{index}]", self.limits)
+            for index, item in enumerate(items)
+        ]
+
+    async def publish(self, prepared: Sequence[PreparedAlert]) -> list[PublishResult]:
+        """Publish prepared alerts and return once Kafka acknowledged every one."""
+        if not prepared:
             return []
-        await self._pace.wait(len(alerts))
-        return await self._publisher.publish_many(alerts)
+        await self._pace.wait(len(prepared))
+        return await self._publisher.publish_prepared(prepared)
 
     async def submit(self, items: Sequence[Any], *, source: str = "http") -> list[PublishResult]:
         """Map every item (native JSON records); publish all only if every one maps.
@@ -108,21 +176,20 @@ class Adapter:
         Raises ``BatchRejected`` naming each rejected record's index, field and reason; then
         nothing was published.
         """
-        alerts: list[Alert] = []
-        problems: list[tuple[int, str | None, str]] = []
-        for index, item in enumerate(items):
-            record = json_record(item, index + 1, f"{source}[{index}]", self.limits)
-            try:
-                alerts.append(self.map(record))
-            except RecordRejected as exc:
-                problems.append((index, exc.field, exc.reason))
+        records = await asyncio.to_thread(self._json_records, items, source)
+        outcomes = await self.prepare_all(records)
+        problems = [
+            (index, outcome.field, outcome.reason)
+            for index, outcome in enumerate(outcomes)
+            if isinstance(outcome, RecordRejected)
+        ]
         if problems:
             for index, field, reason in problems:
                 self.log.warning(
                     "record_rejected", source=source, index=index, field=field, reason=reason
                 )
             raise BatchRejected(problems)
-        results = await self.publish(alerts)
+        results = await self.publish([o for o in outcomes if not isinstance(o, RecordRejected)])
         for result in results:
             self.log.info(
                 "alert_published",
@@ -146,5 +213,6 @@ class Adapter:
                 line=r.position,
                 field=r.field,
                 reason=r.reason,
+                error_class=type(r.error.__cause__ or r.error).__name__,
             )
         await self.quarantine.put(rejections, report=report, file_sha256=file_sha256)

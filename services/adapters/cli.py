@@ -27,7 +27,7 @@ from bus.logs import configure_logging, get_logger
 from bus.settings import BusSettings
 from services.adapters.adapter import Adapter
 from services.adapters.dropfolder import DropFolder
-from services.adapters.errors import AdapterError, FeedRejected, RecordRejected
+from services.adapters.errors import AdapterError, FeedRejected, RecordRejected, unexpected_reason
 from services.adapters.identity import IdentityHasher
 from services.adapters.mapping import MappingContext, available_countries, load_mapping
 from services.adapters.settings import AdapterSettings
@@ -94,6 +94,11 @@ def check(
             records = mapping.feed.parse(path.read_bytes(), limits)
         except FeedRejected as exc:
             err.print(f"{path}: the whole file is rejected: {exc}", highlight=False, soft_wrap=True)
+            rejected += 1
+            continue
+        except Exception as exc:  # as the adapter would: the file is set aside, nothing stops
+            err.print(f"{path}: the whole file is rejected: {unexpected_reason(exc)}",
+                      highlight=False, soft_wrap=True)  # fmt: skip
             rejected += 1
             continue
         for record in records:

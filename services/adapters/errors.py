@@ -7,7 +7,9 @@
         └── BatchRejected   an HTTP batch holds rejected records; nothing was published
 
 Reasons name the native field (``датум_рођења``, ``ημ_γέννησης``) and say what was expected, so
-that the national system's operators can fix the record at its source.
+that the national system's operators can fix the record at its source. An error no code
+foresaw becomes a rejection too, ``unexpected <class>: <message>`` (see ``unexpected``): one
+hostile or odd record or file must never stop the adapter.
 """
 
 from __future__ import annotations
@@ -21,13 +23,23 @@ class AdapterError(BusError):
     """An adapter cannot run: a setting, a key or a mapping is missing or wrong."""
 
 
-class RecordRejected(AdapterError):
-    """One native record cannot become an alert; ``field`` names the native field, if any."""
+#: How much of an unforeseen error's message a reason keeps.
+_MAX_UNEXPECTED_CHARS = 500
 
-    def __init__(self, reason: str, *, field: str | None = None) -> None:
+
+class RecordRejected(AdapterError):
+    """One native record cannot become an alert; ``field`` names the native field, if any.
+
+    ``unexpected`` holds the error no code foresaw, when that is why (see ``unexpected``).
+    """
+
+    def __init__(
+        self, reason: str, *, field: str | None = None, unexpected: Exception | None = None
+    ) -> None:
         super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
         self.reason = reason
+        self.unexpected = unexpected
 
 
 class FeedRejected(AdapterError):
@@ -47,3 +59,16 @@ class BatchRejected(AdapterError):
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(f"record {first[0]}: {first[1] or '(record)'}: {first[2]}{more}")
         self.problems = list(problems)
+
+
+def unexpected_reason(exc: BaseException) -> str:
+    """``unexpected <class>: <message>``, the message cut to a readable length."""
+    message = str(exc)
+    if len(message) > _MAX_UNEXPECTED_CHARS:
+        message = message[:_MAX_UNEXPECTED_CHARS] + "..."
+    return f"unexpected {type(exc).__name__}: {message}"
+
+
+def unexpected(exc: Exception) -> RecordRejected:
+    """The rejection of a record for an error no code foresaw (raise it ``from exc``)."""
+    return RecordRejected(unexpected_reason(exc), unexpected=exc)

@@ -7,7 +7,11 @@ makes the whole file unreadable (XML syntax, a JSON syntax error, a DTD) raises 
 
 Hostile input: XML goes through ``defusedxml`` with DTDs forbidden (no entity expansion, no
 external entities); every text is limited in length; bytes that are not valid in the file's
-encoding are kept (``surrogateescape``) only to be reported as such, never published.
+encoding are kept (``surrogateescape``) only to be reported as such, never published; a record
+nested deeper than ``nesting.MAX_DEPTH`` levels is set aside, measured without recursion before
+anything walks it (see ``nesting`` and ``xmltree``).
+
+Parsing is CPU work: callers on an event loop run ``parse`` in a thread.
 """
 
 from __future__ import annotations
@@ -19,16 +23,23 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from xml.etree.ElementTree import Element, ParseError, TreeBuilder, tostring
+from xml.etree.ElementTree import ParseError, tostring
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
 from services.adapters.errors import FeedRejected, RecordRejected
+from services.adapters.nesting import (
+    MAX_DEPTH,
+    MAX_PARSE_DEPTH,
+    deeper_than,
+    json_too_deep,
+    line_and_column,
+    too_deep_reason,
+)
+from services.adapters.xmltree import BoundedTreeBuilder, element_value, iter_records
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
-#: Key of an XML element's text when the element also has attributes or children.
-TEXT_KEY = "#text"
 
 
 @dataclass(frozen=True)
@@ -65,43 +76,57 @@ class FeedFormat(Protocol):
 
 
 def check_fields(data: Mapping[str, Any], limits: Limits, prefix: str = "") -> None:
-    """Raise ``RecordRejected`` naming the first field with undecodable bytes or too long."""
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        _check_text(str(key), name, limits)
-        if isinstance(value, str):
-            _check_text(value, name, limits)
-        elif isinstance(value, Mapping):
-            check_fields(value, limits, f"{name}.")
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, Mapping):
-                    check_fields(item, limits, f"{name}[{i}].")
-                elif isinstance(item, str):
-                    _check_text(item, f"{name}[{i}]", limits)
+    """Raise ``RecordRejected`` naming the first field with undecodable bytes or too long.
+
+    Iterative (a stack of iterators, in document order), and a field's name is put together
+    only for a rejection: safe and linear on any depth.
+    """
+    names = [prefix]  # the name of each open object or list, in parts
+    stack: list[Iterator[tuple[str, str | None, Any]]] = [_entries(data)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            names.pop()
+            continue
+        part, key, value = entry
+        problem = _text_problem(key, limits) if key is not None else None
+        if problem is None and isinstance(value, str):
+            problem = _text_problem(value, limits)
+        if problem is not None:
+            raise RecordRejected(problem, field="".join(names) + part)
+        if isinstance(value, Mapping):
+            stack.append(_entries(value))
+            names.append(f"{part}.")
+        elif isinstance(value, list) and key is not None:  # a list's items; not lists in lists
+            stack.append(((f"[{i}]", None, item) for i, item in enumerate(value)))
+            names.append(part)
 
 
-def _check_text(text: str, name: str, limits: Limits) -> None:
+def _entries(data: Mapping[str, Any]) -> Iterator[tuple[str, str | None, Any]]:
+    return ((str(key), str(key), value) for key, value in data.items())
+
+
+def _text_problem(text: str, limits: Limits) -> str | None:
     if len(text) > limits.max_field_chars:
-        raise RecordRejected(
-            f"is {len(text)} characters long; the limit is {limits.max_field_chars}",
-            field=name,
-        )
+        return f"is {len(text)} characters long; the limit is {limits.max_field_chars}"
     for i, ch in enumerate(text):
         if "\udc80" <= ch <= "\udcff":
-            raise RecordRejected(
+            return (
                 f"holds a byte that is not valid UTF-8 (0x{ord(ch) - 0xDC00:02X} at character "
                 f"{i + 1}); the file must be UTF-8 (was it saved as Windows-1250/1251 or "
-                "ISO-8859-7?)",
-                field=name,
+                "ISO-8859-7?)"
             )
         if ch == "\x00":
-            raise RecordRejected(f"holds a NUL character at character {i + 1}", field=name)
+            return f"holds a NUL character at character {i + 1}"
+    return None
 
 
 def _record(
     number: int, position: str, data: dict[str, Any], raw: bytes, limits: Limits
 ) -> FeedRecord:
+    if deeper_than(data, MAX_DEPTH):
+        return FeedRecord(number, position, {}, raw, RecordRejected(too_deep_reason()))
     try:
         check_fields(data, limits)
     except RecordRejected as exc:
@@ -196,6 +221,14 @@ class JsonFeed:
 
     def parse(self, data: bytes, limits: Limits) -> list[FeedRecord]:
         text = data.decode("utf-8-sig", "surrogateescape")
+        offset = json_too_deep(text, MAX_PARSE_DEPTH)
+        if offset is not None:
+            # ``json`` recurses once per level: a text this deep is not handed to it at all.
+            raise FeedRejected(
+                f"{too_deep_reason(MAX_PARSE_DEPTH)}, so the file is not read (a record may "
+                f"nest at most {MAX_DEPTH} levels)",
+                where=line_and_column(text, offset),
+            )
         try:
             document = _loads(text)
         except json.JSONDecodeError as exc:
@@ -220,6 +253,9 @@ class JsonFeed:
 
 def json_record(item: Any, number: int, position: str, limits: Limits) -> FeedRecord:
     """A record from a parsed JSON value (also used for records posted over HTTP)."""
+    if deeper_than(item, MAX_DEPTH):
+        # Not dumped back either: ``json.dumps`` recurses too. The position says where it is.
+        return FeedRecord(number, position, {}, b"", RecordRejected(too_deep_reason()))
     raw = _dump(item)
     if not isinstance(item, dict):
         problem = RecordRejected(f"expected a JSON object, got {type(item).__name__}")
@@ -241,8 +277,14 @@ class JsonLinesFeed:
             if not raw.strip():
                 continue
             number, position = len(records) + 1, f"line {line_no}"
+            text = raw.decode("utf-8", "surrogateescape")
+            if json_too_deep(text, MAX_DEPTH) is not None:  # not parsed: see ``nesting``
+                records.append(
+                    FeedRecord(number, position, {}, raw, RecordRejected(too_deep_reason()))
+                )
+                continue
             try:
-                item = _loads(raw.decode("utf-8", "surrogateescape"))
+                item = _loads(text)
             except json.JSONDecodeError as exc:
                 problem = RecordRejected(f"not valid JSON: {exc.msg} at column {exc.colno}")
                 records.append(FeedRecord(number, position, {}, raw, problem))
@@ -256,35 +298,20 @@ class JsonLinesFeed:
         return records
 
 
-class _LineRecorder(TreeBuilder):
-    """Notes the line on which each record element starts (ElementTree keeps no line numbers)."""
-
-    def __init__(self, record_tag: str) -> None:
-        super().__init__()
-        self.record_tag = record_tag
-        self.lines: list[int] = []
-        self.parser: DefusedXMLParser | None = None
-
-    def start(self, tag: str, attrs: dict[str, str]) -> Element:
-        if _local(tag) == self.record_tag and self.parser is not None:
-            self.lines.append(self.parser.parser.CurrentLineNumber)
-        return super().start(tag, attrs)
-
-
 @dataclass(frozen=True)
 class XmlFeed:
     """An XML document whose ``record_tag`` elements are the records, anywhere below the root.
 
-    An element becomes a dict: its attributes, its text under ``#text``, then its children by
-    tag (a repeated tag becomes a list); an element with no attributes and no children is its
-    text.
+    An element becomes a dict (``xmltree.element_value``): its attributes, its text under
+    ``#text``, then its children by tag (a repeated tag becomes a list); an element with no
+    attributes and no children is its text.
     """
 
     record_tag: str
     suffixes: tuple[str, ...] = (".xml",)
 
     def parse(self, data: bytes, limits: Limits) -> list[FeedRecord]:
-        builder = _LineRecorder(self.record_tag)
+        builder = BoundedTreeBuilder(self.record_tag)
         parser = DefusedXMLParser(target=builder, forbid_dtd=True)
         builder.parser = parser
         try:
@@ -302,12 +329,17 @@ class XmlFeed:
                 where=f"line {line}, column {column + 1}",
             ) from exc
         records: list[FeedRecord] = []
-        for element in _iter_records(root, self.record_tag):
+        for element in iter_records(root, self.record_tag):
             number = len(records) + 1
             line = builder.lines[number - 1] if number <= len(builder.lines) else 0
             position = f"<{self.record_tag}> #{number} (line {line})"
+            raw = tostring(element, encoding="utf-8")  # a deep record as built: cut at the limit
+            if id(element) in builder.too_deep:
+                records.append(
+                    FeedRecord(number, position, {}, raw, RecordRejected(too_deep_reason()))
+                )
+                continue
             value = element_value(element)
-            raw = tostring(element, encoding="utf-8")
             if not isinstance(value, dict):
                 value = {"": value} if value else {}
             records.append(_record(number, position, value, raw, limits))
@@ -316,31 +348,3 @@ class XmlFeed:
 
 def _parse_reason(exc: ParseError) -> str:
     return str(exc).split(":")[0]
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _iter_records(root: Element, tag: str) -> Iterator[Element]:
-    for element in root.iter():
-        if _local(element.tag) == tag:
-            yield element
-
-
-def element_value(element: Element) -> Any:
-    """An element as plain data: text, or a dict of attributes and children."""
-    children = list(element)
-    if not children and not element.attrib:
-        text = (element.text or "").strip()
-        return text or None
-    value: dict[str, Any] = {_local(k): v for k, v in element.attrib.items()}
-    text = (element.text or "").strip()
-    if text:
-        value[TEXT_KEY] = text
-    grouped: dict[str, list[Any]] = {}
-    for child in children:
-        grouped.setdefault(_local(child.tag), []).append(element_value(child))
-    for name, values in grouped.items():
-        value[name] = values if len(values) > 1 else values[0]
-    return value

@@ -26,6 +26,10 @@ from services.adapters.errors import RecordRejected
 
 T = TypeVar("T")
 
+#: The largest whole number a native field may give: every count of the alerts is an Avro ``int``
+#: (32-bit; ``bus.models`` refuses more too, but here the reason names the native field).
+MAX_WHOLE_NUMBER = 2**31 - 1
+
 _FORMAT_NAMES = {"%d": "dd", "%m": "mm", "%Y": "yyyy", "%H": "HH", "%M": "MM", "%S": "SS"}
 _AMOUNT = re.compile(r"[\d.,\s']+")
 _CHOICE_SPACES = re.compile(r"[\s\-]+")
@@ -66,6 +70,11 @@ def _example(fmt: str) -> str:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _too_large(maximum: int, number: int) -> str:
+    bound = " (the largest Avro int)" if maximum == MAX_WHOLE_NUMBER else ""
+    return f"expected a number of at most {maximum}{bound}, got {_short(number)}"
 
 
 def choice_key(text: str) -> str:
@@ -112,7 +121,9 @@ class NativeRecord:
             raise self._reject(name, "is missing; it is required")
         return value
 
-    def opt_integer(self, name: str, *, minimum: int = 0) -> int | None:
+    def opt_integer(
+        self, name: str, *, minimum: int = 0, maximum: int = MAX_WHOLE_NUMBER
+    ) -> int | None:
         value = self.value(name)
         if value is None:
             return None
@@ -124,10 +135,12 @@ class NativeRecord:
             raise self._reject(name, f"expected a whole number, got {_short(value)}") from None
         if number < minimum:
             raise self._reject(name, f"expected a number of at least {minimum}, got {number}")
+        if number > maximum:
+            raise self._reject(name, _too_large(maximum, number))
         return number
 
-    def integer(self, name: str, *, minimum: int = 0) -> int:
-        value = self.opt_integer(name, minimum=minimum)
+    def integer(self, name: str, *, minimum: int = 0, maximum: int = MAX_WHOLE_NUMBER) -> int:
+        value = self.opt_integer(name, minimum=minimum, maximum=maximum)
         if value is None:
             raise self._reject(name, "is missing; it is required")
         return value
@@ -320,6 +333,8 @@ class NativeRecord:
                 raise self._reject(name, reason) from None
             if number < 0:
                 raise self._reject(name, f"expected a count of at least 0 for {country}")
+            if number > MAX_WHOLE_NUMBER:
+                raise self._reject(name, f"for {country}: {_too_large(MAX_WHOLE_NUMBER, number)}")
             out.append((code, number))
         return out
 

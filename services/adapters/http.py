@@ -6,7 +6,8 @@
 
 - 202 ``{"alert_ids": [...], "results": [...]}`` once Kafka acknowledged every alert;
 - 422 ``{"detail": [{"loc": ["body", 3, "датум_рођења"], "msg": …}]}`` naming each rejected
-  record's field and reason; nothing of the batch was published;
+  record's field and reason (also a record nested deeper than 32 levels, or a number no alert
+  field holds); nothing of the batch was published;
 - 401 without a valid ``Authorization: Bearer`` token of that country (``BUS_ADAPTER_HTTP_TOKENS``);
 - 413 for a body over ``BUS_ADAPTER_MAX_REQUEST_BYTES``; 503 when Kafka cannot be reached.
 
@@ -16,6 +17,7 @@ id and version), which partners receive once. OpenAPI documentation: ``/docs``, 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Mapping
@@ -27,7 +29,14 @@ from pydantic import BaseModel, SecretStr
 
 from bus.errors import KafkaError
 from services.adapters.adapter import Adapter
-from services.adapters.errors import BatchRejected
+from services.adapters.errors import BatchRejected, FeedRejected
+from services.adapters.nesting import (
+    MAX_DEPTH,
+    MAX_PARSE_DEPTH,
+    json_too_deep,
+    line_and_column,
+    too_deep_reason,
+)
 
 
 class PublishedAlert(BaseModel):
@@ -134,9 +143,12 @@ def create_app(adapters: Mapping[str, Adapter], tokens: Mapping[str, SecretStr])
                     413, ["body"], f"the body is over {config.max_request_bytes} bytes", "too_large"
                 )
         try:
-            payload = json.loads(bytes(body).decode("utf-8"))
+            # Parsed in a thread: 4 MiB of JSON is CPU work the event loop should not wait on.
+            payload = await asyncio.to_thread(_parse_body, bytes(body))
         except UnicodeDecodeError as exc:
             return _problem(422, ["body"], f"the body is not UTF-8: {exc.reason}", "encoding")
+        except FeedRejected as exc:
+            return _problem(422, ["body"], str(exc), "too_deep")
         except (ValueError, RecursionError) as exc:
             return _problem(422, ["body"], f"the body is not valid JSON: {exc}", "json_invalid")
         items = payload if isinstance(payload, list) else [payload]
@@ -175,6 +187,20 @@ def create_app(adapters: Mapping[str, Adapter], tokens: Mapping[str, SecretStr])
         )
 
     return app
+
+
+def _parse_body(body: bytes) -> Any:
+    """The JSON body; a text nesting deeper than ``MAX_PARSE_DEPTH`` is not parsed at all
+    (``json`` recurses once per level). Records within it are held to ``MAX_DEPTH`` later."""
+    text = body.decode("utf-8")
+    offset = json_too_deep(text, MAX_PARSE_DEPTH)
+    if offset is not None:
+        raise FeedRejected(
+            f"{too_deep_reason(MAX_PARSE_DEPTH)}, so the body is not read (a record may nest at "
+            f"most {MAX_DEPTH} levels)",
+            where=line_and_column(text, offset),
+        )
+    return json.loads(text)
 
 
 def _authorised(header: str | None, token: SecretStr | None) -> bool:

@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from services.adapters.errors import AdapterError
+
+_OPEN_FLAGS = (
+    os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    | os.O_CLOEXEC
+)  # fmt: skip
 
 
 @dataclass
@@ -41,8 +47,27 @@ class Journal:
         self._files: dict[str, FileProgress] = {}
         self._published: set[str] = set()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._load()
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # Opened once, never through a link: .state/ sits in a folder the national system
+        # writes, and a journal linked to another file would be read, and appended to, there.
+        try:
+            self._fd = os.open(path, _OPEN_FLAGS, 0o600)
+        except OSError as exc:
+            raise AdapterError(
+                f"The journal {path} cannot be opened as a regular file ({exc.strerror}); is it "
+                "a symbolic link? Remove it, or move it aside to start over"
+            ) from exc
+        st = os.fstat(self._fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(self._fd)
+            raise AdapterError(
+                f"The journal {path} is not a regular file of its own (a FIFO, a device, a hard "
+                "link?); remove it, or move it aside to start over"
+            )
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -50,16 +75,14 @@ class Journal:
             self._fd = -1
 
     def _load(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
+        with os.fdopen(os.dup(self._fd), "rb") as f:
+            data = f.read()
         complete, _, torn = data.rpartition(b"\n")
         if torn:
             # The process died while writing this line; its batch was not acknowledged as
             # journaled, so it is sent again. Cut the torn line so that appends stay clean.
-            with self.path.open("r+b") as f:
-                f.truncate(len(complete) + 1 if complete else 0)
-                os.fsync(f.fileno())
+            os.ftruncate(self._fd, len(complete) + 1 if complete else 0)
+            os.fsync(self._fd)
         for number, line in enumerate(complete.split(b"\n") if complete else [], 1):
             if not line.strip():
                 continue

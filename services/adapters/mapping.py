@@ -48,7 +48,7 @@ from bus.models import (
     TravelDocument,
     WarningMarker,
 )
-from services.adapters.errors import AdapterError, RecordRejected
+from services.adapters.errors import AdapterError, RecordRejected, unexpected
 from services.adapters.feeds import FeedFormat, FeedRecord
 from services.adapters.fields import Conventions, NativeRecord
 from services.adapters.identity import IdentityHasher
@@ -208,12 +208,10 @@ class CountryMapping(ABC):
                 f"the alert would not be valid: {first['msg']}",
                 field=f"alert.{where}" if where else None,
             ) from exc
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
-            # A record shaped in a way the mapping did not foresee: set it aside, never crash.
-            raise RecordRejected(
-                f"could not be mapped ({type(exc).__name__}: {exc}); report this to the bus "
-                f"operators, it is a gap in the {self.cc} mapping"
-            ) from exc
+        except Exception as exc:
+            # A record shaped in a way the mapping did not foresee (a gap in the mapping, to
+            # report to the bus operators): set it aside, never crash.
+            raise unexpected(exc) from exc
 
 
 def available_countries() -> list[str]:

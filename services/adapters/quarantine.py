@@ -7,15 +7,20 @@ record, for the national system's operators to fix at the source:
      "reason": "expected a date like 31.12.2014. (dd.mm.yyyy.), got '31.02.1990.'", …}
 
 The same record, as read, goes to the dead-letter topic with stage ``adapter``, so that the bus
-operators see every rejection in one place; its headers say the file, position and field.
+operators see every rejection in one place; its headers say the file, position and field. An
+entry that was not read at all (a link, a FIFO, a directory) has a dead letter with the reason
+and no value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno
 import json
 import os
-from collections.abc import Sequence
+import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +46,8 @@ class Rejection:
     reason: str
     error: Exception
     raw: bytes | None
+    #: More for the report only (never the dead letter), e.g. where a refused link pointed.
+    details: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def report_line(self, file_sha256: str | None) -> dict[str, object]:
         return {
@@ -50,6 +57,7 @@ class Rejection:
             "position": self.position,
             "field": self.field,
             "reason": self.reason,
+            **self.details,
             "quarantined_at": datetime.now(UTC).isoformat(),
         }
 
@@ -113,9 +121,36 @@ def write_report(path: Path, lines: Sequence[dict[str, object]]) -> None:
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     # Undecodable bytes of a broken record are in the reason only as escapes.
     data = text.encode("utf-8", "backslashreplace")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = _open_report(path)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_REPORT_FLAGS = (
+    os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    | os.O_CLOEXEC
+)  # fmt: skip
+
+
+def _open_report(path: Path) -> int:
+    """Open ``path`` for appending, as a regular file of its own.
+
+    The quarantine folder sits inside a folder the national system writes: a link or FIFO
+    planted under a report's name is removed, never written through (or blocked on).
+    """
+    for _ in range(3):
+        try:
+            fd = os.open(path, _REPORT_FLAGS, 0o600)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENXIO):  # a link; a FIFO with no reader
+                raise
+        else:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                return fd
+            os.close(fd)
+        os.unlink(path)
+    raise OSError(errno.EEXIST, "something keeps replacing the report file", str(path))

@@ -52,3 +52,6 @@ class AdapterSettings(BaseSettings):
     max_field_chars: int = Field(default=4096, gt=0)
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_records_per_request: int = Field(default=1000, gt=0)
+    #: An alert that encodes to more is set aside: Kafka's default ``message.max.bytes`` is
+    #: 1 MiB, and a record the broker refuses would otherwise hold its file back for ever.
+    max_alert_bytes: int = Field(default=1_000_000, gt=0)

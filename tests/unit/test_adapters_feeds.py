@@ -7,12 +7,22 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from services.adapters.errors import AdapterError, FeedRejected
-from services.adapters.feeds import CsvFeed, JsonFeed, JsonLinesFeed, Limits, XmlFeed
+from services.adapters.errors import AdapterError, FeedRejected, RecordRejected
+from services.adapters.feeds import (
+    CsvFeed,
+    JsonFeed,
+    JsonLinesFeed,
+    Limits,
+    XmlFeed,
+    check_fields,
+    json_record,
+)
 from services.adapters.journal import Journal
+from services.adapters.nesting import MAX_DEPTH, deeper_than, json_too_deep, line_and_column
 
 LIMITS = Limits(max_field_chars=100)
 _LOL = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
@@ -136,6 +146,131 @@ def test_deeply_nested_or_huge_json_is_rejected_not_a_crash() -> None:
         JsonFeed().parse(b"[" + b"9" * 10_000 + b"]", LIMITS)
 
 
+# -- Nesting: measured without recursion, a record deeper than MAX_DEPTH set aside -------------
+
+
+def nested_json(levels: int, *, field: str = "x") -> str:
+    """A record (one level) whose ``field`` holds arrays down to ``levels`` levels in all."""
+    return f'{{"{field}": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+
+
+def nested_value(levels: int) -> dict[str, Any]:
+    """The same as parsed data, built without recursion."""
+    inner: list[Any] = []
+    for _ in range(levels - 2):
+        inner = [inner]
+    return {"x": inner}
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 5_000, 100_000])
+def test_deeper_than_measures_any_depth_without_recursion(levels: int) -> None:
+    assert deeper_than(nested_value(levels), MAX_DEPTH)
+    assert not deeper_than(nested_value(MAX_DEPTH), MAX_DEPTH)
+    assert not deeper_than("text", 0)
+
+
+def test_json_depth_scan_skips_strings_and_finds_the_place() -> None:
+    text = '{"a": "[[[[{{{{\\"[[[", "b": [[1]]}'
+    assert json_too_deep(text, 3) is None
+    offset = json_too_deep(text, 2)
+    assert offset is not None
+    assert text[offset] == "["
+    assert line_and_column('{\n  "b": [[1]]}', 11) == "line 2, column 10"
+    assert json_too_deep('"unterminated [[[', 2) == 16  # a broken text is still measured
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 5_000, 100_000])
+def test_json_lines_a_record_nested_too_deep_is_one_rejected_record(levels: int) -> None:
+    data = f'{{"a": 1}}\n{nested_json(levels)}\n{nested_json(MAX_DEPTH)}\n'.encode()
+    records = JsonLinesFeed().parse(data, LIMITS)
+    assert [r.error is None for r in records] == [True, False, True]
+    error = records[1].error
+    assert error is not None
+    assert error.reason == "nested deeper than 32 levels"
+    assert records[1].raw == nested_json(levels).encode()  # the line as read, for the report
+    assert records[1].data == {}
+
+
+def test_json_document_a_record_too_deep_for_records_but_not_for_parsing_is_set_aside() -> None:
+    data = f'{{"записи": [{{"a": 1}}, {nested_json(40)}, {nested_json(MAX_DEPTH)}]}}'.encode()
+    records = JsonFeed(records_key="записи").parse(data, LIMITS)
+    assert [r.error.reason if r.error else None for r in records] == [
+        None,
+        "nested deeper than 32 levels",
+        None,
+    ]
+    assert records[1].position == "$.записи[1]"
+
+
+@pytest.mark.parametrize("levels", [5_000, 100_000])
+def test_json_document_nested_beyond_parsing_is_rejected_whole_with_where(levels: int) -> None:
+    data = f'[{{"a": 1}},\n {nested_json(levels)}]'.encode()
+    started = time.monotonic()
+    with pytest.raises(FeedRejected, match="nested deeper than 256 levels") as info:
+        JsonFeed().parse(data, LIMITS)
+    assert info.value.where == "line 2, column 262"  # the 257th level
+    assert "a record may nest at most 32 levels" in info.value.reason
+    assert time.monotonic() - started < 5
+
+
+def xml_nested(levels: int) -> bytes:
+    """A <zapis> (one level) holding elements down to ``levels`` levels, between two others."""
+    deep = "<n>" * (levels - 1) + "x" + "</n>" * (levels - 1)
+    return (
+        f'<evidencija>\n<zapis id="1"><ime>Ana</ime></zapis>\n<zapis id="2">{deep}</zapis>\n'
+        f'<zapis id="3"><ime>Ivo</ime></zapis>\n</evidencija>'
+    ).encode()
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 5_000, 100_000])
+def test_xml_a_record_nested_too_deep_is_cut_and_set_aside(levels: int) -> None:
+    records = XmlFeed(record_tag="zapis").parse(xml_nested(levels), LIMITS)
+    assert [r.position for r in records] == [
+        "<zapis> #1 (line 2)",
+        "<zapis> #2 (line 3)",
+        "<zapis> #3 (line 4)",
+    ]
+    assert records[0].data == {"id": "1", "ime": "Ana"}
+    assert records[2].data == {"id": "3", "ime": "Ivo"}
+    error = records[1].error
+    assert error is not None
+    assert error.reason == "nested deeper than 32 levels"
+    # What is kept of it (for the report and the dead letter) is cut at the limit.
+    assert records[1].raw.count(b"<n") == MAX_DEPTH - 1
+
+
+def test_xml_a_record_exactly_as_deep_as_allowed_is_read() -> None:
+    [_, record, _] = XmlFeed(record_tag="zapis").parse(xml_nested(MAX_DEPTH), LIMITS)
+    assert record.error is None
+    value: Any = record.data
+    for _ in range(MAX_DEPTH - 1):
+        value = value["n"] if isinstance(value, dict) else value
+    assert value == "x"
+
+
+def test_xml_nested_too_deep_outside_any_record_rejects_the_file() -> None:
+    data = b"<a>" * 5_000 + b"<zapis/>" + b"</a>" * 5_000
+    with pytest.raises(FeedRejected, match="nested deeper than 32 levels outside any <zapis>"):
+        XmlFeed(record_tag="zapis").parse(data, LIMITS)
+
+
+def test_check_fields_walks_any_depth_without_recursion() -> None:
+    data: dict[str, Any] = {"leaf": "ж" * 101}
+    for _ in range(100_000):
+        data = {"n": data}
+    with pytest.raises(RecordRejected, match="101 characters") as info:
+        check_fields(data, LIMITS)
+    assert info.value.field is not None
+    assert info.value.field.endswith("n.n.leaf")
+
+
+def test_a_posted_record_nested_too_deep_is_rejected_without_dumping_it() -> None:
+    record = json_record(nested_value(100_000), 1, "body[0]", LIMITS)
+    assert record.error is not None
+    assert record.error.reason == "nested deeper than 32 levels"
+    assert record.raw == b""
+
+
 def test_journal_survives_a_torn_last_line_and_restarts(tmp_path: Path) -> None:
     path = tmp_path / "state" / "rs.journal"
     journal = Journal(path)
@@ -162,3 +297,14 @@ def test_a_damaged_journal_stops_the_adapter_with_a_clear_message(tmp_path: Path
     path.write_bytes(b'{"file": "f1", "acked": {}}\nnot json\n{"file": "f1", "done": "x"}\n')
     with pytest.raises(AdapterError, match="damaged at line 2"):
         Journal(path)
+
+
+def test_a_journal_that_is_a_link_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_bytes(b"")
+    path = tmp_path / "state" / "rs.journal"
+    path.parent.mkdir()
+    path.symlink_to(target)
+    with pytest.raises(AdapterError, match="cannot be opened as a regular file"):
+        Journal(path)
+    assert target.read_bytes() == b""

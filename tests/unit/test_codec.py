@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bus import AlertCodec, DecodeError, SchemaRegistry
+from bus import AlertCodec, DecodeError, SchemaRegistry, ValidationError
 from bus.codec import MAGIC
 from bus.models import ALERT_TYPES, Alert
 from tests.conftest import REPO
@@ -90,6 +90,17 @@ def test_errors_name_the_problem() -> None:
         CODEC.decode(MAGIC + bytes(8) + value[10:])
     with pytest.raises(DecodeError, match="trailing"):
         CODEC.decode(value + b"\x00")
+
+
+@pytest.mark.parametrize("wrong", [2**63, -(2**63) - 1, 10**20, "many", None])
+def test_a_record_fastavro_cannot_write_raises_validation_error_and_nothing_else(
+    wrong: object,
+) -> None:
+    # fastavro raises OverflowError for an int beyond 64 bits, TypeError or ValueError for others.
+    record = example_alert("irregular-crossing").to_avro()
+    record["head_count"] = wrong
+    with pytest.raises(ValidationError, match=r"irregular-crossing record does not match v1\.avsc"):
+        CODEC.encode_record("irregular-crossing", record)
 
 
 def test_older_writer_version_resolves_to_the_current_reader(tmp_path: Path) -> None:

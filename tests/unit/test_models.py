@@ -22,7 +22,7 @@ import fastavro.schema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 
@@ -34,6 +34,7 @@ from bus.models import (
     ALERT_TYPES,
     Alert,
     AlertHeader,
+    IrregularCrossing,
     IsoDate,
     MessageType,
     OriginalScript,
@@ -47,6 +48,7 @@ from bus.models import (
     UtcDatetime,
     WarningMarker,
 )
+from bus.models._common import INT32_RANGE, INT64_RANGE, AvroIntRange, Int32, Int64
 from bus.schemas import NOTICE_TYPES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,6 +104,20 @@ _RICH: tuple[tuple[Any, str, str], ...] = (
     (IsoDate, "string", DATE_DOC),
     (uuid.UUID, "string", UUID_DOC),
 )
+
+
+#: The range check an Avro int or long field's model type must carry (Int32, Int64).
+_INT_RANGES = {"int": INT32_RANGE, "long": INT64_RANGE}
+
+
+def _int_range(annotation: Any) -> AvroIntRange | None:
+    # Int32 inside Annotated[Int32, Field(ge=1, le=4)] is itself an Annotated: look at every level.
+    while typing.get_origin(annotation) is typing.Annotated:
+        for meta in annotation.__metadata__:
+            if isinstance(meta, AfterValidator) and isinstance(meta.func, AvroIntRange):
+                return meta.func
+        annotation = typing.get_args(annotation)[0]
+    return None
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -165,6 +181,16 @@ class _Agreement:
             return
         if self._rich(avro_type, annotation, path, doc):
             return
+        primitive = avro_type.get("type") if isinstance(avro_type, dict) else avro_type
+        if (
+            isinstance(primitive, str)
+            and primitive in _INT_RANGES
+            and (_int_range(annotation) != _INT_RANGES[primitive])
+        ):
+            # fastavro writes an int above 2**31 - 1 silently, wrongly; a long above 2**63 - 1
+            # raises OverflowError: the model must refuse both first.
+            needed = "Int32" if primitive == "int" else "Int64"
+            self._problem(path, f"Avro {primitive} needs {needed}, model {annotation}")
         annotation = _unwrap(annotation)
         if isinstance(avro_type, str) and avro_type in self.named:
             avro_type = self.named[avro_type]
@@ -492,6 +518,10 @@ def _millis_doc_on_a_plain_int(schema: dict[str, Any]) -> None:
     _field(schema, "victim_count")["doc"] = f"Victims, in {MILLIS_DOC}."
 
 
+def _int_to_long(schema: dict[str, Any]) -> None:
+    _field(schema, "victim_count")["type"] = "long"  # the model's Int32 would not do
+
+
 def _int_to_double(schema: dict[str, Any]) -> None:
     _field(schema, "victim_count")["type"] = "double"
 
@@ -530,6 +560,7 @@ def _string_to_boolean(schema: dict[str, Any]) -> None:
         _uuid_as_long,
         _uuid_doc_without_form,
         _millis_doc_on_a_plain_int,
+        _int_to_long,
         _int_to_double,
         _swap_fields,
         _drop_nested_field,
@@ -565,8 +596,31 @@ def test_agreement_check_catches_a_plain_model_type(
 
 
 @pytest.mark.parametrize(
+    ("avro_type", "annotation"),
+    [
+        ("int", int),  # a plain int takes 2**31, which fastavro writes as bytes Avro refuses
+        ("long", int),
+        ("int", Int64),
+        ("long", Int32),
+        (["null", "int"], int | None),
+        ({"type": "array", "items": "int"}, list[int]),
+    ],
+)
+def test_agreement_check_catches_an_int_without_its_avro_range(
+    avro_type: Any, annotation: Any
+) -> None:
+    agreement = _Agreement()
+    agreement.type(avro_type, annotation, "field", "A count.")
+    assert agreement.problems != []
+
+
+@pytest.mark.parametrize(
     ("avro_type", "annotation", "doc"),
     [
+        ("int", Int32, "A count."),
+        ("long", Int64, "A count."),
+        (["null", "int"], Int32 | None, "A count."),
+        ({"type": "array", "items": "long"}, list[Int64], "Counts."),
         ("long", UtcDatetime, MILLIS_DOC),
         (["null", "long"], UtcDatetime | None, MILLIS_DOC),
         ("string", IsoDate, DATE_DOC),
@@ -574,12 +628,100 @@ def test_agreement_check_catches_a_plain_model_type(
         ({"type": "array", "items": "string"}, list[uuid.UUID], UUID_DOC),
     ],
 )
-def test_agreement_check_accepts_the_rich_model_types(
+def test_agreement_check_accepts_the_rich_and_ranged_model_types(
     avro_type: Any, annotation: Any, doc: str
 ) -> None:
     agreement = _Agreement()
     agreement.type(avro_type, annotation, "field", doc)
     assert agreement.problems == []
+
+
+# --- Whole numbers stay within what Avro holds -------------------------------------------------
+
+
+def _int_positions(
+    schema: Any, value: Any, path: tuple[str | int, ...], named: dict[str, Any]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Where an example's Avro dict holds an Avro int or long (also in arrays and unions)."""
+    if isinstance(schema, str) and schema in named:
+        schema = named[schema]
+    if isinstance(schema, list):  # ["null", T]: a null int can still be set; a null record not
+        branch = schema[1]
+        if value is not None or (isinstance(branch, str) and branch in _INT_RANGES):
+            yield from _int_positions(branch, value, path, named)
+        return
+    if isinstance(schema, dict):
+        kind = schema["type"]
+        if kind == "record":
+            named[schema["name"]] = named[f"{NAMESPACE}.{schema['name']}"] = schema
+            for field in schema["fields"]:
+                name = field["name"]
+                yield from _int_positions(field["type"], value[name], (*path, name), named)
+        elif kind == "array":
+            for i, item in enumerate(value):
+                yield from _int_positions(schema["items"], item, (*path, i), named)
+        elif kind == "enum":
+            named[schema["name"]] = named[f"{NAMESPACE}.{schema['name']}"] = schema
+        else:
+            yield from _int_positions(kind, value, path, named)
+    elif isinstance(schema, str) and schema in _INT_RANGES:
+        yield path, schema
+
+
+def _set(record: dict[str, Any], path: tuple[str | int, ...], value: int) -> dict[str, Any]:
+    changed = copy.deepcopy(record)
+    node: Any = changed
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return changed
+
+
+@pytest.mark.parametrize("alert_type", ALERT_TYPES)
+def test_every_int_and_long_field_refuses_what_its_avro_type_cannot_hold(alert_type: str) -> None:
+    record = example(alert_type).to_avro()
+    model = ALERT_MODELS[alert_type]
+    positions = list(_int_positions(schema_json(alert_type), record, (), {}))
+    assert ("header", "information_accuracy") in [path for path, _ in positions]
+    for path, primitive in positions:
+        bounds = _INT_RANGES[primitive]
+        for wrong in (bounds.high + 1, bounds.low - 1, 10**20, -(10**20)):
+            with pytest.raises(PydanticValidationError) as caught:
+                model.model_validate(_set(record, path, wrong))
+            assert [error["loc"] for error in caught.value.errors()] == [path], wrong
+            with pytest.raises(BusValidationError) as bus_error:
+                model.from_avro(_set(record, path, wrong))
+            assert bus_error.value.field == ".".join(str(part) for part in path)
+        try:
+            at_bound = model.model_validate(_set(record, path, bounds.high))
+        except PydanticValidationError:
+            continue  # a narrower bound of its own (information_accuracy is 1 to 4; instants)
+        assert fastavro_round_trip(at_bound) == at_bound
+
+
+def test_int32_and_int64_hold_exactly_the_avro_ranges() -> None:
+    class Counts(BaseModel):
+        small: Int32
+        large: Int64
+
+    assert Counts(small=2**31 - 1, large=2**63 - 1) == Counts(small=2**31 - 1, large=2**63 - 1)
+    assert Counts(small=-(2**31), large=-(2**63)).large == -(2**63)
+    for small, large, field in (
+        (2**31, 0, "small"),
+        (0, 2**63, "large"),
+        (0, -(2**63) - 1, "large"),
+    ):
+        with pytest.raises(PydanticValidationError, match=f"(?s){field}.*the (largest|smallest)"):
+            Counts(small=small, large=large)
+
+
+def test_a_narrower_bound_on_an_int32_keeps_both_bounds() -> None:
+    # Field(ge=0) and Int32's range are both enforced, whichever is written first.
+    for wrong in (-1, 2**31):
+        with pytest.raises(PydanticValidationError, match="head_count"):
+            IrregularCrossing.model_validate(
+                {**example("irregular-crossing").to_avro(), "head_count": wrong}
+            )
 
 
 # --- Examples and round trips -----------------------------------------------------------------

@@ -36,9 +36,10 @@ from bus.models import (
     WarningMarker,
 )
 from services.adapters.errors import RecordRejected
-from services.adapters.feeds import TEXT_KEY, XmlFeed
+from services.adapters.feeds import XmlFeed
 from services.adapters.fields import Conventions, NativeRecord
 from services.adapters.mapping import CountryMapping, MappingContext, RecordRef
+from services.adapters.xmltree import TEXT_KEY
 
 BOSNIAN = Conventions(
     language="bs",
