@@ -79,6 +79,8 @@ async def test_fanout_killed_five_times_still_delivers_exactly_the_entitled_set(
         kills += 1
     proc = _start(settings, log)
     try:
+        # Wait for it to be ready first: a predecessor may already have caught up.
+        await _wait_for_ready(log, 6, proc)
         await wait_caught_up(settings, f"{settings.topic_prefix}bus-fanout", timeout_s=300)
     finally:
         proc.terminate()
