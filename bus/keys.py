@@ -30,14 +30,14 @@ from cryptography.hazmat.primitives.serialization import (
 
 from bus.errors import BusKeyError, SignatureError
 
-_KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_KEY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SIGNATURE_BYTES = 64
 HUB_KEY_ID = "hub"
 
 
 def check_key_id(key_id: str) -> str:
     """A key id is a partner or country id: lower-case letters, digits and dashes."""
-    if not _KEY_ID.match(key_id):
+    if not _KEY_ID.fullmatch(key_id):
         raise BusKeyError(
             f"Key id {key_id!r} is not valid: expected lower-case letters, digits and dashes "
             "(a country code such as 'rs' or a partner id such as 'jc-tabanovce')."
