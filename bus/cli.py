@@ -331,16 +331,19 @@ def audit_show(
     records = [r for r in _load_audit(file) if r.get("alert_id") == alert]
     if not records:
         raise BusError(f"No audit record for alert {alert}")
-    first = records[0]
-    table = Table(title=f"Alert {alert}: {first.get('alert_type')} from {first.get('origin')}, "
-                        f"TLP {first.get('tlp')}")  # fmt: skip
-    for column in ("#", "partner", "decision", "agreements", "removed fields", "reason"):
-        table.add_column(column)
-    for r in records:
-        table.add_row(str(r.get("index")), r.get("partner") or "-", r.get("decision", "?"),
-                      ", ".join(r.get("agreements", [])), ", ".join(r.get("redacted", [])),
-                      r.get("reason", ""))  # fmt: skip
-    out.print(table)
+    # An alert is (origin, alert id): another country may have used the same id.
+    for origin in sorted({str(r.get("origin")) for r in records}):
+        mine = [r for r in records if str(r.get("origin")) == origin]
+        first = mine[0]
+        table = Table(title=f"Alert {alert}: {first.get('alert_type')} from {origin}, "
+                            f"{first.get('msg_type', 'ALERT')}, TLP {first.get('tlp')}")  # fmt: skip
+        for column in ("#", "partner", "decision", "agreements", "removed fields", "reason"):
+            table.add_column(column)
+        for r in mine:
+            table.add_row(str(r.get("index")), r.get("partner") or "-", r.get("decision", "?"),
+                          ", ".join(r.get("agreements", [])), ", ".join(r.get("redacted", [])),
+                          r.get("reason", ""))  # fmt: skip
+        out.print(table)
 
 
 def main() -> None:
