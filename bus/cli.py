@@ -335,8 +335,9 @@ def audit_show(
     for origin in sorted({str(r.get("origin")) for r in records}):
         mine = [r for r in records if str(r.get("origin")) == origin]
         first = mine[0]
-        table = Table(title=f"Alert {alert}: {first.get('alert_type')} from {origin}, "
-                            f"{first.get('msg_type', 'ALERT')}, TLP {first.get('tlp')}")  # fmt: skip
+        kind, tlp = first.get("msg_type", "ALERT"), first.get("tlp")
+        table = Table(title=f"Alert {alert}: {first.get('alert_type')} from {origin}, {kind}, "
+                            f"TLP {tlp}")  # fmt: skip
         for column in ("#", "partner", "decision", "agreements", "removed fields", "reason"):
             table.add_column(column)
         for r in mine:
