@@ -3,18 +3,26 @@
 Everything else in the bus talks to Kafka through these functions, so that timeouts, error
 wrapping and client settings live in one place. aiokafka can wait forever when the broker is
 down (aiokafka issue #1101), so every call here is bounded by a timeout from settings.
+
+Every client carries the credentials of the settings (``bus.kafka.security``), and reports a
+refused login or a missing ACL as what it is (``bus.kafka.diagnose``): the producer and the
+consumer built here are thin subclasses of aiokafka's that translate those errors where
+aiokafka raises them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.errors import KafkaError as _AioKafkaError
 
 from bus.errors import KafkaError, PublishTimeout
+from bus.kafka.diagnose import explain_connection_failure, explain_denial, is_denial
+from bus.kafka.security import client_security
 from bus.settings import BusSettings
 
 T = TypeVar("T")
@@ -42,11 +50,111 @@ async def bounded(
         raise KafkaError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
+async def _start(client: Any, settings: BusSettings, start: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await start()
+    except KafkaConnectionError as exc:
+        explained = await explain_connection_failure(settings)
+        if explained is None:
+            raise
+        raise explained from exc
+    except _AioKafkaError as exc:
+        if is_denial(exc):
+            raise explain_denial(exc, settings, operation="DESCRIBE", what="Connecting") from exc
+        raise
+
+
+class BusProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """aiokafka's producer, reporting refused logins and missing ACLs in the bus's words."""
+
+    def __init__(self, settings: BusSettings, **kwargs: Any) -> None:
+        super().__init__(**kwargs, **client_security(settings))
+        self.bus_settings = settings
+
+    async def start(self) -> None:
+        await _start(self, self.bus_settings, super().start)
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        try:
+            delivery = await super().send(topic, *args, **kwargs)
+        except _AioKafkaError as exc:
+            if is_denial(exc):
+                raise explain_denial(exc, self.bus_settings, operation="WRITE") from exc
+            raise
+        return self._translated(delivery)
+
+    async def send_batch(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        return self._translated(await super().send_batch(*args, **kwargs))
+
+    async def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().send_offsets_to_transaction(*args, **kwargs)
+        except _AioKafkaError as exc:
+            if is_denial(exc):
+                raise explain_denial(exc, self.bus_settings, operation="READ") from exc
+            raise
+
+    def _translated(self, delivery: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        # A future, not a task: one callback per record keeps the hot path cheap.
+        out: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            if out.done():
+                return
+            if fut.cancelled():
+                out.cancel()
+            elif (exc := fut.exception()) is not None:
+                if is_denial(exc):
+                    exc = explain_denial(exc, self.bus_settings, operation="WRITE")
+                out.set_exception(exc)
+            else:
+                out.set_result(fut.result())
+
+        delivery.add_done_callback(done)
+        return out
+
+
+class BusConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+    """aiokafka's consumer, reporting refused logins and missing ACLs in the bus's words."""
+
+    def __init__(self, *topics: str, settings: BusSettings, **kwargs: Any) -> None:
+        super().__init__(*topics, **kwargs, **client_security(settings))
+        self.bus_settings = settings
+
+    async def start(self) -> None:
+        await _start(self, self.bus_settings, super().start)
+
+    async def getmany(self, *partitions: TopicPartition, **kwargs: Any) -> Any:
+        try:
+            return await super().getmany(*partitions, **kwargs)
+        except _AioKafkaError as exc:
+            if is_denial(exc):
+                raise explain_denial(exc, self.bus_settings, operation="READ") from exc
+            raise
+
+    async def getone(self, *partitions: TopicPartition) -> Any:
+        try:
+            return await super().getone(*partitions)
+        except _AioKafkaError as exc:
+            if is_denial(exc):
+                raise explain_denial(exc, self.bus_settings, operation="READ") from exc
+            raise
+
+    async def commit(self, offsets: Any = None) -> None:
+        try:
+            await super().commit(offsets)
+        except _AioKafkaError as exc:
+            if is_denial(exc):
+                raise explain_denial(exc, self.bus_settings, operation="READ") from exc
+            raise
+
+
 def make_producer(
     settings: BusSettings, *, transactional_id: str | None = None, client_suffix: str = "producer"
-) -> AIOKafkaProducer:
+) -> BusProducer:
     """An idempotent ``acks=all`` producer (transactional when ``transactional_id`` is given)."""
-    return AIOKafkaProducer(
+    return BusProducer(
+        settings,
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-{client_suffix}",
         acks="all",
@@ -69,10 +177,11 @@ def make_consumer(
     from_beginning: bool = True,
     client_suffix: str = "consumer",
     **overrides: Any,
-) -> AIOKafkaConsumer:
+) -> BusConsumer:
     """A ``read_committed`` consumer with manual commits; subscribe to ``topics`` or ``pattern``."""
-    consumer = AIOKafkaConsumer(
+    consumer = BusConsumer(
         *topics,
+        settings=settings,
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-{client_suffix}",
         group_id=group_id,
@@ -111,7 +220,8 @@ async def read_to_end(
     With ``from_offset_back=n`` only the last ``n`` records of each partition are read. Used to
     restore state (the fan-out's delivery state, the audit head) and by ``bus audit``.
     """
-    consumer = AIOKafkaConsumer(
+    consumer = BusConsumer(
+        settings=settings,
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-reader",
         enable_auto_commit=False,
