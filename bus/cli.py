@@ -430,8 +430,10 @@ def access_kit(
     settings = _settings()
     files = write_kit(settings, _access(settings), principal, output,
                       bootstrap_servers=bootstrap, force=force)  # fmt: skip
-    err.print(f"Wrote {len(files)} file(s) to {output} (mode 0600, directories 0700). Give "
-              f"it to {principal} by a secure channel: client.properties holds its password.")  # fmt: skip
+    err.print(
+        f"Wrote {len(files)} file(s) to {output} (mode 0600, directories 0700). Give "
+        f"it to {principal} by a secure channel: client.properties holds its password."
+    )
 
 
 def main() -> None:
