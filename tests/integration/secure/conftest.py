@@ -84,10 +84,10 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
 
 
 @pytest.fixture(autouse=True)
-async def _delete_test_topics() -> AsyncIterator[None]:
+def _delete_test_topics() -> None:
     # Overrides the plain suite's clean-up (which would start the plain broker): each secure
     # test deletes its own topics through `secure_env`.
-    yield
+    return
 
 
 @dataclass
