@@ -15,6 +15,7 @@ next request, and then its SCRAM credential, so that it cannot log in again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,6 +190,7 @@ def apply_plan(settings: BusSettings, plan: AccessPlan, client: Any) -> None:
     if plan.old_grants:
         result = client.delete_acls([_filter(g) for g in plan.old_grants], request_timeout=timeout)
         _wait(result.values(), "Deleting ACLs", timeout + 5)
+    _until_in_force(settings, client, plan)
     if plan.old_users:
         deletions = [
             ck.UserScramCredentialDeletion(u, ck.ScramMechanism.SCRAM_SHA_512)
@@ -199,6 +201,30 @@ def apply_plan(settings: BusSettings, plan: AccessPlan, client: Any) -> None:
         for user in plan.old_users:
             if store.exists(user):
                 store.remove(user)
+
+
+def _until_in_force(settings: BusSettings, client: Any, plan: AccessPlan) -> None:
+    """Wait until the broker answering us authorizes with the new ACLs, not just the controller.
+
+    In KRaft the controller commits an ACL change and each broker applies it a moment later;
+    a credential is deleted only once the ACLs are gone from the broker, so that an offboarded
+    principal's next request already fails, and ``apply`` returns with new grants usable.
+    """
+    if not (plan.new_grants or plan.old_grants):
+        return
+    deadline = time.monotonic() + settings.request_timeout_ms / 1000
+    added, removed = set(plan.new_grants), set(plan.old_grants)
+    while True:
+        _, bindings = current_state(settings, client)
+        present = {g for g in map(_grant_of, bindings) if g is not None}
+        if added <= present and not (removed & present):
+            return
+        if time.monotonic() > deadline:
+            raise KafkaError(
+                f"The broker still does not apply the ACL changes after "
+                f"{settings.request_timeout_ms} ms; run `bus access apply` again."
+            )
+        time.sleep(0.05)
 
 
 def check_admin(settings: BusSettings) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from aiokafka.errors import KafkaError as _AioKafkaError
 
 from bus.errors import KafkaError, PublishTimeout
@@ -234,6 +234,7 @@ async def read_to_end(
         layout = await topic_partitions(consumer, settings.request_timeout_ms)
         tps = [TopicPartition(topic, p) for p in sorted(layout.get(topic, ()))]
         if not tps:
+            await _check_visible(consumer, settings, topic)
             return []
         consumer.assign(tps)
         ends = await bounded(consumer.end_offsets(tps), settings.request_timeout_ms,
@@ -260,6 +261,21 @@ async def read_to_end(
         return records
     finally:
         await stop_client(consumer, settings.request_timeout_ms)
+
+
+async def _check_visible(consumer: AIOKafkaConsumer, settings: BusSettings, topic: str) -> None:
+    """Raise ``AccessDenied`` when ``topic`` is missing from the metadata only for lack of an ACL.
+
+    Metadata lists only the topics a principal may see, so an unauthorised topic looks like a
+    missing one; asked for by name, the broker says which it is.
+    """
+    if settings.principal is None:
+        return
+    client = consumer._client
+    await bounded(client._metadata_update(client.cluster, [topic]), settings.request_timeout_ms,
+                  f"Reading the metadata of {topic}", timeout_error=KafkaError)  # fmt: skip
+    if topic in client.cluster.unauthorized_topics:
+        raise explain_denial(TopicAuthorizationFailedError(topic), settings, operation="READ")
 
 
 async def stop_client(client: Any, timeout_ms: int) -> str | None:
