@@ -1,0 +1,111 @@
+"""The whole loop on the secure broker, each component under its own principal.
+
+Countries publish with their own credentials, the fan-out routes as ``fanout``, and every
+entitled partner reads exactly its alerts with its own kit and a client that is not this
+project (confluent-kafka and Apache Avro, ``examples/partner_consumer.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from confluent_kafka import Consumer
+
+from bus import Publisher
+from bus.access.kit import write_kit
+from examples.partner_consumer import decode, load_schemas, read_properties, verify
+from services.fanout.service import FanoutService
+from tests.conftest import REPO
+from tests.integration.fanout_support import (
+    agreements_keys,
+    expected_inboxes,
+    fanout_topics,
+    varied_alerts,
+)
+from tests.integration.secure.conftest import SecureEnv
+from tests.integration.test_fanout import run_until
+
+
+def read_with_kit(
+    kit: Path, topic: str, want: int, quiet_s: float = 1.0
+) -> list[dict[str, object]]:
+    """What a partner's own consumer reads from ``topic`` with nothing but its kit."""
+    config = read_properties(kit / "client.properties")
+    schemas = load_schemas(kit / "schemas")
+    consumer = Consumer({**config, "group.id": f"{config['sasl.username']}.check",
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                         "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([topic])
+    out: list[dict[str, object]] = []
+    deadline, last = time.monotonic() + 60, time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if len(out) >= want and time.monotonic() - last > quiet_s:
+                    break
+                continue
+            assert not msg.error(), msg.error()
+            last = time.monotonic()
+            headers = dict(msg.headers() or [])
+            _, record = decode(msg.value(), schemas)
+            key_id = headers["bus-key-id"].decode()
+            assert verify(kit / "keys", key_id, msg.value(), headers["bus-signature"])
+            out.append({"alert_id": record["header"]["alert_id"], "key_id": key_id})
+    finally:
+        consumer.close()
+    return out
+
+
+async def test_every_partner_reads_exactly_its_alerts_with_its_own_kit(
+    secure_env: SecureEnv, keys_dir: Path, tmp_path: Path
+) -> None:
+    env = secure_env
+    agreements_keys(keys_dir, env.agreements)
+    await fanout_topics(env.admin, env.agreements)
+    alerts = varied_alerts(400, env.agreements, seed=8)
+    by_origin = defaultdict(list)
+    for alert in alerts:
+        by_origin[alert.origin].append(alert)
+    for origin, batch in sorted(by_origin.items()):
+        async with Publisher(env.as_principal(origin), origin=origin) as pub:  # its own login
+            await pub.publish_many(batch)
+
+    fanout = FanoutService(env.as_principal("fanout"), agreements=env.agreements)
+    await run_until(fanout, len(alerts))
+    expected = expected_inboxes(alerts, env.agreements)
+    assert len([p for p in env.agreements.partners if expected.get(p)]) >= 10
+
+    for partner in env.agreements.partners:
+        kit = tmp_path / f"kit-{partner}"
+        write_kit(env.admin, env.access, partner, kit)
+        want = expected.get(partner, {})
+        got = await asyncio.to_thread(
+            read_with_kit, kit, env.admin.topics.inbox(partner), len(want)
+        )
+        ids = [str(line["alert_id"]) for line in got]
+        assert len(ids) == len(set(ids)), partner
+        assert set(ids) == set(want), partner
+        for line in got:
+            redacted = bool(want[str(line["alert_id"])].redacted)
+            assert (line["key_id"] == "hub") == redacted
+
+    # The partner consumer of the README, run as its own process with nothing but the kit.
+    frontex = expected["frontex"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(REPO / "examples" / "partner_consumer.py"),
+        "--kit", str(tmp_path / "kit-frontex"), "--topic", env.admin.topics.inbox("frontex"),
+        "--max", str(len(frontex)), "--idle-seconds", "20",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    assert {line["alert"]["header"]["alert_id"] for line in lines} == set(frontex)
+    assert all(line["signature_ok"] for line in lines)
