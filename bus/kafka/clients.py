@@ -50,7 +50,9 @@ async def bounded(
         raise KafkaError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
-async def _start(client: Any, settings: BusSettings, start: Callable[[], Awaitable[None]]) -> None:
+async def _start(
+    settings: BusSettings, start: Callable[[], Awaitable[None]], operation: str
+) -> None:
     try:
         await start()
     except KafkaConnectionError as exc:
@@ -60,7 +62,7 @@ async def _start(client: Any, settings: BusSettings, start: Callable[[], Awaitab
         raise explained from exc
     except _AioKafkaError as exc:
         if is_denial(exc):
-            raise explain_denial(exc, settings, operation="DESCRIBE", what="Connecting") from exc
+            raise explain_denial(exc, settings, operation=operation, what="Connecting") from exc
         raise
 
 
@@ -72,7 +74,7 @@ class BusProducer(AIOKafkaProducer):  # type: ignore[misc]
         self.bus_settings = settings
 
     async def start(self) -> None:
-        await _start(self, self.bus_settings, super().start)
+        await _start(self.bus_settings, super().start, "WRITE")
 
     async def send(self, topic: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         try:
@@ -122,7 +124,7 @@ class BusConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         self.bus_settings = settings
 
     async def start(self) -> None:
-        await _start(self, self.bus_settings, super().start)
+        await _start(self.bus_settings, super().start, "READ")
 
     async def getmany(self, *partitions: TopicPartition, **kwargs: Any) -> Any:
         try:
