@@ -126,6 +126,7 @@ class LocalKafka:
 
     def start(self) -> BrokerStatus:
         """Start the broker unless it runs already; return once clients can connect."""
+        self._check_mode()
         current = self.status()
         if current.running:
             return current
@@ -137,7 +138,6 @@ class LocalKafka:
         self.ensure_jars()
         java = self._java()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._check_mode()
         if self.secure:
             self._secure.prepare()
         self._write_config()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from bus.kafka import Admin
 from tests.integration.fanout_support import agreements_keys
 from tests.integration.secure.conftest import SecureEnv, ck_config
 
-WRONG_PASSWORD = "not-the-password-0123456789"
+WRONG_PASSWORD = f"not-the-password-{secrets.token_hex(8)}"
 
 
 def no_metadata(config: dict[str, Any]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from tests.conftest import REPO
 from tests.integration.fanout_support import agreements_keys
 from tests.integration.secure.conftest import SecureEnv
 
-WRONG = "wrong-password-that-must-not-show-1234"
+WRONG = f"wrong-{secrets.token_hex(12)}"  # made at run time: not in any committed file
 
 
 def secrets_of(env: SecureEnv) -> dict[str, str]:
