@@ -8,10 +8,18 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 from pydantic import SecretStr
 
 from bus import BusSettings, Publisher, Subscriber
+from bus.access.apply import admin_client, current_state
 from bus.access.tls import ensure_tls
 from bus.errors import AuthenticationFailed, KafkaError, TlsError
 from bus.kafka import Admin
@@ -108,3 +116,25 @@ async def test_our_clients_say_why_they_cannot_connect(
             pass
     assert "Unable to bootstrap" not in str(publishing.value)
     assert WRONG_PASSWORD not in str(publishing.value)
+
+
+async def test_the_controller_listener_is_on_loopback_and_refuses_clients_without_its_login(
+    secure_env: SecureEnv,
+) -> None:
+    port = secure_env.broker.env["BUS_KAFKA_CONTROLLER_PORT"]
+    server = (secure_env.broker.data_dir / "server.properties").read_text()
+    assert f"CONTROLLER://127.0.0.1:{port}" in server
+    assert "CONTROLLER:SASL_PLAINTEXT" in server
+    # Creating an ACL through the controller port without its login: no connection, no ACL.
+    client = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+    binding = AclBinding(ResourceType.TOPIC, "*", ResourcePatternType.LITERAL, "User:intruder",
+                         "*", AclOperation.ALL, AclPermissionType.ALLOW)  # fmt: skip
+    future = client.create_acls([binding], request_timeout=5)[binding]
+    with pytest.raises(KafkaException):
+        future.result(timeout=15)
+    _, bindings = current_state(secure_env.admin, admin_client(secure_env.admin))
+    assert not [b for b in bindings if b.principal == "User:intruder"]
+    # … nor with the administrator's SCRAM login, which that listener does not take.
+    admin = ck_config(secure_env.broker.admin_config)
+    errors = no_metadata({**admin, "bootstrap.servers": f"127.0.0.1:{port}"})
+    assert errors
