@@ -110,3 +110,49 @@ async def test_no_secret_in_outputs_logs_errors_reprs_or_committed_files(
             text = path.read_bytes().decode("utf-8", "replace")
             for where, secret in secrets.items():
                 assert secret not in text, f"{where} is in the committed file {name}"
+
+
+SMALL_AGREEMENTS = """\
+partners:
+  mk: {name: "North Macedonia", country: mk, public_key: mk.pub}
+  europol: {name: "Europol", country: null, public_key: null}
+agreements:
+  - id: mk-europol
+    title: "Crossings to Europol"
+    legal_basis: "test"
+    origins: [mk]
+    recipients: [europol]
+    types: [irregular-crossing]
+    max_tlp: AMBER
+    redact: []
+    valid_from: 2012-01-01
+    valid_until: null
+"""
+
+
+async def test_access_apply_prints_its_changes_dry_run_changes_nothing_and_again_is_a_no_op(
+    secure_env: SecureEnv, tmp_path: Path
+) -> None:
+    env = secure_env
+    small = tmp_path / "agreements.yaml"
+    small.write_text(SMALL_AGREEMENTS)
+    first = await asyncio.to_thread(run_cli, env, "access", "apply", "--dry-run",
+                                    BUS_AGREEMENTS=str(small))  # fmt: skip
+    second = await asyncio.to_thread(run_cli, env, "access", "apply", "--dry-run",
+                                     BUS_AGREEMENTS=str(small))  # fmt: skip
+    gone = env.principal("frontex")
+    assert f"would - user {gone}" in first
+    assert f"would - acl  {gone}: READ topic starting with '{env.prefix}partner.frontex.'" in first
+    assert "Dry run: nothing changed." in first
+    assert first.splitlines()[1:] == second.splitlines()[1:]  # nothing changed in between
+
+    applied = await asyncio.to_thread(run_cli, env, "access", "apply", BUS_AGREEMENTS=str(small))
+    lines = [line for line in applied.splitlines() if line.startswith(("+", "-", "~"))]
+    assert lines == [line.removeprefix("would ") for line in first.splitlines()
+                     if line.startswith("would ")]  # fmt: skip
+    assert lines.index(f"- user {gone}") > max(
+        i for i, line in enumerate(lines) if line.startswith(f"- acl  {gone}:")
+    )
+    again = await asyncio.to_thread(run_cli, env, "access", "apply", BUS_AGREEMENTS=str(small))
+    assert "Nothing to change: 3 principal(s)" in again
+    assert not [line for line in again.splitlines() if line.startswith(("+", "-", "~"))]
