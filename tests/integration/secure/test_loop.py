@@ -15,10 +15,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer
 
 from bus import Publisher
 from bus.access.kit import write_kit
+from bus.kafka import read_to_end
+from bus.models import ALERT_TYPES
 from examples.partner_consumer import decode, load_schemas, read_properties, verify
 from services.fanout.service import FanoutService
 from tests.conftest import REPO
@@ -109,3 +112,34 @@ async def test_every_partner_reads_exactly_its_alerts_with_its_own_kit(
     lines = [json.loads(line) for line in out.decode().splitlines()]
     assert {line["alert"]["header"]["alert_id"] for line in lines} == set(frontex)
     assert all(line["signature_ok"] for line in lines)
+
+
+async def test_an_adapter_publishes_and_dead_letters_as_its_country_and_only_as_it(
+    secure_env: SecureEnv, keys_dir: Path, tmp_path: Path
+) -> None:
+    from bus.errors import AccessDenied
+    from services.adapters.dropfolder import DropFolder
+    from tests.integration.test_adapters import adapter, break_rows, open_all
+    from tests.unit.test_adapters_countries import sample_feed
+
+    env, names = secure_env, secure_env.admin.topics
+    agreements_keys(keys_dir, env.agreements)
+    topics = [names.ingress("rs", t) for t in ALERT_TYPES]
+    await env.create_topics(*topics, names.dlq, partitions=3)
+    data, broken = break_rows(sample_feed("rs").read_text("utf-8"))
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "mixed.csv").write_bytes(data)
+
+    async with adapter(env.as_principal("rs"), "rs") as a, DropFolder(a, drop) as folder:
+        [outcome] = await folder.scan_once()
+    assert outcome.quarantined == len(broken) > 0
+    published = [r for t in topics for r in await read_to_end(env.admin, t)]  # as the operators
+    assert len(open_all(env.admin, published)) == outcome.published > 0
+    assert len(await read_to_end(env.admin, names.dlq)) == len(broken)
+
+    # The same adapter run with another country's credentials is refused, and says so.
+    (drop / "again.csv").write_bytes(sample_feed("rs").read_bytes().replace(b"2014", b"2015"))
+    with pytest.raises(AccessDenied, match=rf"principal '{env.principal('mk')}' WRITE on topic"):
+        async with adapter(env.as_principal("mk"), "rs") as a, DropFolder(a, drop) as folder:
+            await folder.scan_once()
