@@ -13,7 +13,8 @@ aiokafka raises them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -50,20 +51,28 @@ async def bounded(
         raise KafkaError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _denials(settings: BusSettings, operation: str, what: str = "") -> Iterator[None]:
+    """Re-raise aiokafka's authorization errors as ``AccessDenied`` naming all three parts."""
+    try:
+        yield
+    except _AioKafkaError as exc:
+        if is_denial(exc):
+            raise explain_denial(exc, settings, operation=operation, what=what) from exc
+        raise
+
+
 async def _start(
     settings: BusSettings, start: Callable[[], Awaitable[None]], operation: str
 ) -> None:
     try:
-        await start()
+        with _denials(settings, operation, "Connecting"):
+            await start()
     except KafkaConnectionError as exc:
         explained = await explain_connection_failure(settings)
         if explained is None:
             raise
         raise explained from exc
-    except _AioKafkaError as exc:
-        if is_denial(exc):
-            raise explain_denial(exc, settings, operation=operation, what="Connecting") from exc
-        raise
 
 
 class BusProducer(AIOKafkaProducer):  # type: ignore[misc]
@@ -77,24 +86,16 @@ class BusProducer(AIOKafkaProducer):  # type: ignore[misc]
         await _start(self.bus_settings, super().start, "WRITE")
 
     async def send(self, topic: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        try:
+        with _denials(self.bus_settings, "WRITE"):
             delivery = await super().send(topic, *args, **kwargs)
-        except _AioKafkaError as exc:
-            if is_denial(exc):
-                raise explain_denial(exc, self.bus_settings, operation="WRITE") from exc
-            raise
         return self._translated(delivery)
 
     async def send_batch(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         return self._translated(await super().send_batch(*args, **kwargs))
 
     async def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> None:
-        try:
+        with _denials(self.bus_settings, "READ"):
             await super().send_offsets_to_transaction(*args, **kwargs)
-        except _AioKafkaError as exc:
-            if is_denial(exc):
-                raise explain_denial(exc, self.bus_settings, operation="READ") from exc
-            raise
 
     def _translated(self, delivery: asyncio.Future[Any]) -> asyncio.Future[Any]:
         # A future, not a task: one callback per record keeps the hot path cheap.
@@ -127,28 +128,16 @@ class BusConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         await _start(self.bus_settings, super().start, "READ")
 
     async def getmany(self, *partitions: TopicPartition, **kwargs: Any) -> Any:
-        try:
+        with _denials(self.bus_settings, "READ"):
             return await super().getmany(*partitions, **kwargs)
-        except _AioKafkaError as exc:
-            if is_denial(exc):
-                raise explain_denial(exc, self.bus_settings, operation="READ") from exc
-            raise
 
     async def getone(self, *partitions: TopicPartition) -> Any:
-        try:
+        with _denials(self.bus_settings, "READ"):
             return await super().getone(*partitions)
-        except _AioKafkaError as exc:
-            if is_denial(exc):
-                raise explain_denial(exc, self.bus_settings, operation="READ") from exc
-            raise
 
     async def commit(self, offsets: Any = None) -> None:
-        try:
+        with _denials(self.bus_settings, "READ"):
             await super().commit(offsets)
-        except _AioKafkaError as exc:
-            if is_denial(exc):
-                raise explain_denial(exc, self.bus_settings, operation="READ") from exc
-            raise
 
 
 def make_producer(

@@ -85,13 +85,16 @@ async def test_every_partner_reads_exactly_its_alerts_with_its_own_kit(
     expected = expected_inboxes(alerts, env.agreements)
     assert len([p for p in env.agreements.partners if expected.get(p)]) >= 10
 
-    for partner in env.agreements.partners:
-        kit = tmp_path / f"kit-{partner}"
-        write_kit(env.admin, env.access, partner, kit)
+    partners = list(env.agreements.partners)
+    for partner in partners:
+        write_kit(env.admin, env.access, partner, tmp_path / f"kit-{partner}")
+    reads = await asyncio.gather(*(
+        asyncio.to_thread(read_with_kit, tmp_path / f"kit-{p}", env.admin.topics.inbox(p),
+                          len(expected.get(p, {})))
+        for p in partners
+    ))  # fmt: skip
+    for partner, got in zip(partners, reads, strict=True):
         want = expected.get(partner, {})
-        got = await asyncio.to_thread(
-            read_with_kit, kit, env.admin.topics.inbox(partner), len(want)
-        )
         ids = [line["alert_id"] for line in got]
         assert len(ids) == len(set(ids)), partner
         assert set(ids) == set(want), partner
