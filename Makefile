@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make demo SECURE=1`: the same loop on a secure broker, every component under its own login.
 demo: install
-	$(BIN)/python -m examples.demo
+	$(BIN)/python -m examples.demo $(if $(SECURE),--secure)
 
 lint: install
 	$(BIN)/ruff check .

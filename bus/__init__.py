@@ -12,6 +12,8 @@ from bus.audit import AuditChain, ChainVerdict, verify_chain
 from bus.codec import AlertCodec, DecodedAlert
 from bus.envelope import ReceivedAlert, ReceivedNotice
 from bus.errors import (
+    AccessDenied,
+    AuthenticationFailed,
     BusError,
     BusKeyError,
     ConfigError,
@@ -23,6 +25,7 @@ from bus.errors import (
     PublishTimeout,
     SchemaError,
     SignatureError,
+    TlsError,
     ValidationError,
 )
 from bus.keys import KeyRing, Signer, generate_keypair
@@ -45,12 +48,14 @@ from bus.topics import TopicNames
 __all__ = [
     "ALERT_MODELS",
     "ALERT_TYPES",
+    "AccessDenied",
     "Agreement",
     "Agreements",
     "Alert",
     "AlertCodec",
     "AlertHeader",
     "AuditChain",
+    "AuthenticationFailed",
     "BusError",
     "BusKeyError",
     "BusSettings",
@@ -77,6 +82,7 @@ __all__ = [
     "SignatureError",
     "Signer",
     "Subscriber",
+    "TlsError",
     "TopicNames",
     "ValidationError",
     "WithdrawalNotice",

@@ -1,6 +1,9 @@
 """``bus``: the one command line for everything an operator or a national system does.
 
 bus kafka start                       # local single-node broker (no Docker needed)
+bus kafka start --secure              # … with TLS, SCRAM logins and ACLs; prints `export` lines
+bus access apply                      # users and ACLs on the broker follow the agreements file
+bus access kit europol --out kit/     # what a partner needs to connect with any Kafka client
 bus keys generate rs                  # keys/rs.key (0600) and keys/rs.pub
 bus topics apply                      # ingress, dlq, audit and schemas topics
 bus publish --origin rs alert.json    # validate, sign, publish
@@ -43,6 +46,8 @@ fanout_app = typer.Typer(help="The fan-out service: ingress to partner inboxes, 
 audit_app = typer.Typer(help="The hash-chained audit of every delivery decision.")
 app.add_typer(fanout_app, name="fanout")
 app.add_typer(audit_app, name="audit")
+access_app = typer.Typer(help="Who may do what on the broker: principals, ACLs, onboarding kits.")
+app.add_typer(access_app, name="access")
 
 
 def _mount_adapters() -> None:
@@ -79,18 +84,36 @@ def _fail(exc: BaseException) -> typer.Exit:
 
 
 @kafka_app.command("start")
-def kafka_start() -> None:
-    """Fetch (once), format (once) and start the local broker; print its bootstrap address."""
+def kafka_start(
+    secure: bool = typer.Option(
+        False, "--secure", help="SASL_SSL logins, TLS and ACLs (also BUS_KAFKA_SECURE=true)."
+    ),
+) -> None:
+    """Fetch (once), format (once) and start the local broker; print its bootstrap address.
+
+    With --secure, print instead the `export` lines that make this machine's CLI act as the
+    broker's administrator: eval "$(bus kafka start --secure)".
+    """
     from bus.kafka.local import LocalKafka
 
-    broker = LocalKafka(_settings())
+    settings = _settings()
+    if secure:
+        settings = settings.model_copy(update={"kafka_secure": True})
+    broker = LocalKafka(settings)
     before = broker.status()
     if not before.running:
-        err.print(f"Starting Apache Kafka {broker.version} (data in {broker.data_dir}) …")
+        mode = "secure " if settings.kafka_secure else ""
+        err.print(f"Starting {mode}Apache Kafka {broker.version} (data in {broker.data_dir}) …")
     status = broker.start()
     note = "already running" if before.running else "started"
     err.print(f"Kafka {status.version} {note} (pid {status.pid}).")
-    out.print(status.bootstrap_servers, highlight=False)
+    if status.client_config is None:
+        out.print(status.bootstrap_servers, highlight=False)
+        return
+    err.print(f"SASL_SSL on {status.bootstrap_servers}; the administrator's credentials are in "
+              f"{status.client_config} (mode 0600). To act as the administrator:")  # fmt: skip
+    out.print(f"export BUS_CLIENT_CONFIG={status.client_config}", highlight=False)
+    out.print(f"export BUS_CREDENTIALS_DIR={settings.credentials_dir}", highlight=False)
 
 
 @kafka_app.command("stop")
@@ -109,6 +132,8 @@ def kafka_status() -> None:
 
     status = LocalKafka(_settings()).status()
     state = f"running (pid {status.pid})" if status.running else "stopped"
+    if status.secure:
+        state += f", secure (administrator: {status.client_config})"
     out.print(f"kafka {status.version}: {state}", highlight=False)
     out.print(f"bootstrap: {status.bootstrap_servers}", highlight=False)
     out.print(f"data dir:  {status.data_dir}", highlight=False)
@@ -345,6 +370,74 @@ def audit_show(
                           ", ".join(r.get("agreements", [])), ", ".join(r.get("redacted", [])),
                           r.get("reason", ""))  # fmt: skip
         out.print(table)
+
+
+# -- access --------------------------------------------------------------------------------------
+
+
+def _access(settings: BusSettings) -> Any:
+    from bus.access.acl import derive_access
+    from bus.agreements import load_agreements
+    from bus.schemas import SchemaRegistry
+
+    registry = SchemaRegistry.load(settings.schemas_dir)
+    return derive_access(load_agreements(settings.agreements, schemas=registry), settings.topics)
+
+
+@access_app.command("apply")
+def access_apply(
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print what would change; change nothing."
+    ),
+) -> None:
+    """Make the broker's SCRAM users and ACLs match the agreements file (BUS_AGREEMENTS).
+
+    One user per principal (each country, each partner, the fan-out), its password generated
+    into BUS_CREDENTIALS_DIR (mode 0600). A removed principal loses its ACLs, then its login.
+    Run as the administrator (BUS_CLIENT_CONFIG).
+    """
+    from bus.access.apply import admin_client, apply_plan, check_admin, plan_access
+
+    settings = _settings()
+    check_admin(settings)
+    access = _access(settings)
+    client = admin_client(settings)
+    plan = plan_access(settings, access, client)
+    for line in plan.lines():
+        out.print(("would " if dry_run else "") + line, highlight=False)
+    for binding in plan.foreign:
+        err.print(f"left alone (not written by the bus): {binding}", highlight=False)
+    if plan.empty:
+        err.print(f"Nothing to change: {len(access.principals)} principal(s), "
+                  f"{len(access.grants)} ACL(s) in place.")  # fmt: skip
+        return
+    if dry_run:
+        err.print("Dry run: nothing changed.")
+        return
+    apply_plan(settings, plan, client)
+    err.print(f"Applied: {len(access.principals)} principal(s), {len(access.grants)} ACL(s); "
+              f"passwords in {settings.credentials_dir} (mode 0600).")  # fmt: skip
+
+
+@access_app.command("kit")
+def access_kit(
+    principal: str = typer.Argument(..., help="A partner or country id, e.g. europol or mk."),
+    output: Path = typer.Option(..., "--out", help="Directory to write the kit into."),
+    bootstrap: str | None = typer.Option(
+        None, "--bootstrap", help="The address partners connect to (default: this one)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out directory."),
+) -> None:
+    """Write PRINCIPAL's onboarding kit: client.properties, ca.pem, keys/*.pub, schemas/."""
+    from bus.access.kit import write_kit
+
+    settings = _settings()
+    files = write_kit(settings, _access(settings), principal, output,
+                      bootstrap_servers=bootstrap, force=force)  # fmt: skip
+    err.print(
+        f"Wrote {len(files)} file(s) to {output} (mode 0600, directories 0700). Give "
+        f"it to {principal} by a secure channel: client.properties holds its password."
+    )
 
 
 def main() -> None:

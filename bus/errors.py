@@ -13,7 +13,10 @@ Catch ``BusError`` to handle anything the library raises; catch a leaf to handle
     ├── PolicyError          a sharing agreement is invalid or cannot be applied
     ├── OriginMismatch       an alert claims an origin other than its publisher's
     └── KafkaError           a broker call failed
-        └── PublishTimeout   Kafka did not acknowledge within the configured time
+        ├── PublishTimeout   Kafka did not acknowledge within the configured time
+        ├── AuthenticationFailed  the broker refused the login (user, password or mechanism)
+        ├── TlsError         the TLS handshake failed (an untrusted certificate, not a TLS port)
+        └── AccessDenied     no ACL grants the principal the operation (names all three)
 
 Messages say what was expected, what came, and what to do about it. Client errors are
 wrapped with ``raise ... from exc`` so that the cause stays visible in tracebacks.
@@ -72,3 +75,23 @@ class KafkaError(BusError):
 
 class PublishTimeout(KafkaError):
     """Kafka did not acknowledge a record within the configured timeout."""
+
+
+class AuthenticationFailed(KafkaError):
+    """The broker refused the SASL login: unknown user, wrong password or mechanism."""
+
+
+class TlsError(KafkaError):
+    """The TLS handshake failed: the certificate is not trusted, or the port does not speak TLS."""
+
+
+class AccessDenied(KafkaError):
+    """The broker's ACLs do not let ``principal`` perform ``operation`` on a resource."""
+
+    def __init__(
+        self, message: str, *, principal: str | None, operation: str, resource: str
+    ) -> None:
+        super().__init__(message)
+        self.principal = principal
+        self.operation = operation
+        self.resource = resource

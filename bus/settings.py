@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.topics import TopicNames
@@ -42,6 +43,17 @@ class BusSettings(BaseSettings):
 
     countries: tuple[str, ...] = DEFAULT_COUNTRIES
 
+    # How clients authenticate (README, "Security"). A kit's client.properties
+    # (BUS_CLIENT_CONFIG) fills in whatever the BUS_ variables below leave unset.
+    client_config: Path | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_file: Path | None = None
+    #: Passwords of the principals that ``bus access apply`` manages (0700, files 0600).
+    credentials_dir: Path = Field(default_factory=lambda: default_cache_dir() / "credentials")
+
     # Broker calls: every one of them is bounded.
     request_timeout_ms: int = Field(default=10_000, gt=0)
     publish_timeout_ms: int = Field(default=30_000, gt=0)
@@ -70,6 +82,31 @@ class BusSettings(BaseSettings):
     kafka_controller_port: int = Field(default=9093, gt=0, lt=65536)
     kafka_heap_mb: int = Field(default=768, gt=0)
     kafka_start_timeout_ms: int = Field(default=90_000, gt=0)
+    #: ``bus kafka start --secure``: SASL_SSL (SCRAM-SHA-512) listener, ACLs enforced.
+    kafka_secure: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _client_config_fills_in(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("client_config"):
+            return data
+        from bus.access.credentials import ClientConfig
+
+        config = ClientConfig.load(Path(data["client_config"]))
+        found = {
+            "bootstrap_servers": config.bootstrap_servers,
+            "security_protocol": config.security_protocol,
+            "sasl_mechanism": config.sasl_mechanism,
+            "sasl_username": config.username,
+            "sasl_password": config.password,
+            "ssl_ca_file": config.ca_location,
+        }
+        return {**{k: v for k, v in found.items() if v is not None}, **data}
+
+    @property
+    def principal(self) -> str | None:
+        """The SASL user this process connects as, or None without SASL."""
+        return self.sasl_username if self.security_protocol.startswith("SASL") else None
 
     @property
     def topics(self) -> TopicNames:

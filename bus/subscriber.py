@@ -85,7 +85,11 @@ class Subscriber:
         self._consumer = make_consumer(
             settings, *topics, group_id=group_id, pattern=pattern, client_suffix=group_id
         )
+        # Started on the first dead letter only: a partner that may read its inbox but write
+        # nowhere (not even bus.dlq) can still subscribe; should a record ever need
+        # dead-lettering, AccessDenied stops it without committing that record.
         self._dlq = make_producer(settings, client_suffix=f"{group_id}-dlq")
+        self._dlq_started = False
         self._stopping = asyncio.Event()
         self._log = get_logger("subscriber", group_id=group_id)
 
@@ -94,8 +98,6 @@ class Subscriber:
         try:
             if self._topics:
                 await self._check_topics_exist()
-            await bounded(self._dlq.start(), timeout, "Connecting the dead-letter producer",
-                          timeout_error=KafkaError)  # fmt: skip
             await bounded(self._consumer.start(), timeout, "Connecting the consumer",
                           timeout_error=KafkaError)  # fmt: skip
         except BaseException:
@@ -112,9 +114,16 @@ class Subscriber:
         async with Admin(self._settings) as admin:
             missing = sorted(set(self._topics) - await admin.list_topics())
         if missing:
+            principal = self._settings.principal
+            hidden = (
+                f", or principal {principal!r} may not see them (no ACL grants it READ: ACLs "
+                "follow the sharing agreements, `bus access apply`)"
+                if principal
+                else ""
+            )
             raise ConfigError(
                 f"Topic(s) {', '.join(missing)} do not exist on "
-                f"{self._settings.bootstrap_servers}. Create the bus's topics with "
+                f"{self._settings.bootstrap_servers}{hidden}. Create the bus's topics with "
                 "`bus topics apply`, or check the topic names (and BUS_TOPIC_PREFIX)."
             )
 
@@ -192,6 +201,12 @@ class Subscriber:
             )
 
     async def _dead_letter(self, record: ConsumerRecord, error: BaseException, stage: str) -> None:
+        if not self._dlq_started:
+            await bounded(
+                self._dlq.start(), self._settings.connect_timeout_ms,
+                "Connecting the dead-letter producer", timeout_error=KafkaError,
+            )  # fmt: skip
+            self._dlq_started = True
         letter = DeadLetter(
             topic=record.topic,
             partition=record.partition,

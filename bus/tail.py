@@ -30,7 +30,11 @@ async def tail_topic(
     consumer = make_consumer(
         settings, topic, group_id=None, from_beginning=from_beginning, client_suffix="tail"
     )
-    await bounded(consumer.start(), settings.connect_timeout_ms, "Connecting the consumer")
+    try:
+        await bounded(consumer.start(), settings.connect_timeout_ms, "Connecting the consumer")
+    except BaseException:
+        await stop_client(consumer, settings.request_timeout_ms)
+        raise
     count = 0
     loop = asyncio.get_running_loop()
     last_seen = loop.time()

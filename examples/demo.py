@@ -14,6 +14,12 @@ wall clock). Every other rule applies as it does in production.
 
 Run it again and the adapters publish nothing new (their files are journaled and their alert ids
 are deterministic): that is the "nothing twice" guarantee, shown.
+
+`make demo SECURE=1` (``--secure``) runs the same loop on a secure broker (SASL_SSL, ACLs from
+the agreements): the administrator applies topics and access, every adapter and publisher
+connects as its country, the fan-out as ``fanout``, and each inbox is read as its partner. It
+uses its own data directory and ports (``…/kafka-data-secure``, 9094 and 9095) unless
+BUS_KAFKA_DATA_DIR, BUS_KAFKA_PORT or BUS_CLIENT_CONFIG say otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import shutil
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +64,51 @@ WIDTH = None if sys.stdout.isatty() else 120
 console = Console(stderr=True, width=WIDTH)
 
 
+Principals = Callable[[str], BusSettings]
+
+
+def ensure_secure_broker(settings: BusSettings) -> tuple[BusSettings, Principals]:
+    """A secure broker (local unless BUS_CLIENT_CONFIG names one) and every principal's access."""
+    from bus.access.acl import derive_access
+    from bus.access.apply import admin_client, apply_plan, plan_access
+    from bus.access.credentials import CredentialStore
+
+    if not os.environ.get("BUS_CLIENT_CONFIG"):
+        update: dict[str, Any] = {"kafka_secure": True}
+        if not os.environ.get("BUS_KAFKA_DATA_DIR"):
+            update["kafka_data_dir"] = settings.kafka_data_dir.with_name("kafka-data-secure")
+        port = settings.kafka_port if os.environ.get("BUS_KAFKA_PORT") else 9094
+        update["kafka_port"] = port
+        if not os.environ.get("BUS_KAFKA_CONTROLLER_PORT"):
+            update["kafka_controller_port"] = port + 1
+        broker = LocalKafka(settings.model_copy(update=update))
+        console.print(f"Starting a secure local Apache Kafka {broker.version} (KRaft) …")
+        status = broker.start()
+        assert status.client_config is not None
+        console.print(f"Kafka is up at [bold]{status.bootstrap_servers}[/] (SASL_SSL, ACLs "
+                      f"enforced, pid {status.pid}); stop it with [bold]BUS_KAFKA_DATA_DIR="
+                      f"{status.data_dir} .venv/bin/bus kafka stop[/]")  # fmt: skip
+        settings = BusSettings(client_config=status.client_config)
+    registry = SchemaRegistry.load(settings.schemas_dir)
+    access = derive_access(load_agreements(settings.agreements, schemas=registry), settings.topics)
+    client = admin_client(settings)
+    plan = plan_access(settings, access, client)
+    apply_plan(settings, plan, client)
+    console.print(f"Access: {len(access.principals)} principals, {len(access.grants)} ACLs from "
+                  f"the agreements ({len(plan.lines())} change(s) now); passwords in "
+                  f"{settings.credentials_dir}")  # fmt: skip
+    store = CredentialStore(settings.credentials_dir)
+
+    def principal(name: str) -> BusSettings:
+        path = store.path(settings.topic_prefix + name)
+        return settings.model_copy(
+            update={"client_config": path, "sasl_username": settings.topic_prefix + name,
+                    "sasl_password": store.load(settings.topic_prefix + name).password}
+        )  # fmt: skip
+
+    return settings, principal
+
+
 def ensure_broker(settings: BusSettings) -> BusSettings:
     if os.environ.get("BUS_BOOTSTRAP_SERVERS"):
         console.print(f"Using the Kafka cluster at [bold]{settings.bootstrap_servers}[/]")
@@ -79,7 +131,7 @@ def sample_alerts() -> list[Alert]:
     return alerts
 
 
-async def feed_adapters(settings: BusSettings) -> int:
+async def feed_adapters(settings: BusSettings, principal: Principals) -> int:
     """Every sample national feed through its country's adapter, as a drop folder."""
     identity = IdentityHasher.development()  # a public key: for the demo only
     published = 0
@@ -90,7 +142,7 @@ async def feed_adapters(settings: BusSettings) -> int:
             if source.is_file() and not (drop / "done" / source.name).exists():
                 shutil.copy(source, drop / source.name)
         async with (
-            Adapter(settings, load_mapping(cc), identity=identity) as adapter,
+            Adapter(principal(cc), load_mapping(cc), identity=identity) as adapter,
             DropFolder(adapter, drop) as folder,
         ):
             outcomes = await folder.scan_once()
@@ -105,7 +157,7 @@ async def feed_adapters(settings: BusSettings) -> int:
     return published
 
 
-async def run(settings: BusSettings) -> None:
+async def run(settings: BusSettings, principal: Principals) -> None:
     registry = SchemaRegistry.load(settings.schemas_dir)
     agreements = load_agreements(settings.agreements, schemas=registry)
     countries = {p.country for p in agreements.partners.values() if p.country}
@@ -117,9 +169,9 @@ async def run(settings: BusSettings) -> None:
     created, total = await apply_topics(settings)
     console.print(f"Topics: {total} in place ({len(created)} created now)")
     partners = sorted(agreements.partners)
-    before = {p: len(await read_to_end(settings, settings.topics.inbox(p))) for p in partners}
+    before = {p: len(await read_to_end(principal(p), settings.topics.inbox(p))) for p in partners}
 
-    fanout = FanoutService(settings, agreements=agreements, clock=_as_issued)
+    fanout = FanoutService(principal("fanout"), agreements=agreements, clock=_as_issued)
     task = asyncio.create_task(fanout.run())
     await fanout.wait_ready()
     console.print(f"Fan-out running with {len(agreements.agreements)} agreements, "
@@ -127,11 +179,11 @@ async def run(settings: BusSettings) -> None:
 
     alerts = sample_alerts()
     for alert in alerts:
-        async with Publisher(settings, origin=alert.origin) as pub:
+        async with Publisher(principal(alert.origin), origin=alert.origin) as pub:
             result = await pub.publish(alert)
         console.print(f"Published {alert.alert_type:<24} as {alert.origin} → "
                       f"{result.topic}[{result.partition}]@{result.offset}")  # fmt: skip
-    published = len(alerts) + await feed_adapters(settings)
+    published = len(alerts) + await feed_adapters(settings, principal)
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
@@ -149,7 +201,7 @@ async def run(settings: BusSettings) -> None:
                   f"{s.notices} withdrawal notice(s), {s.denied} decisions denied, "
                   f"{s.expired} expired, {s.duplicates} duplicate(s) dropped")  # fmt: skip
     await asyncio.sleep(1)  # let the last transaction markers reach every partition
-    show_inboxes(settings, partners, before, await _inboxes(settings, partners))
+    show_inboxes(settings, partners, before, await _inboxes(settings, partners, principal))
 
 
 def _as_issued(alert: Alert) -> datetime:
@@ -157,8 +209,11 @@ def _as_issued(alert: Alert) -> datetime:
     return alert.header.issued_at + timedelta(minutes=1)
 
 
-async def _inboxes(settings: BusSettings, partners: list[str]) -> dict[str, list[Any]]:
-    return {p: await read_to_end(settings, settings.topics.inbox(p)) for p in partners}
+async def _inboxes(
+    settings: BusSettings, partners: list[str], principal: Principals
+) -> dict[str, list[Any]]:
+    """Each inbox read as its own partner: on a secure bus, nobody else could."""
+    return {p: await read_to_end(principal(p), settings.topics.inbox(p)) for p in partners}
 
 
 def show_inboxes(
@@ -201,11 +256,31 @@ def main() -> None:
     settings = BusSettings()
     configure_logging("WARNING", settings.log_format)
     try:
-        settings = ensure_broker(settings)
-        asyncio.run(run(settings))
+        if "--secure" in sys.argv[1:] or settings.kafka_secure:
+            settings, principal = ensure_secure_broker(settings)
+        else:
+            settings = ensure_broker(settings)
+            principal = lambda _name: settings  # noqa: E731 - without security, one identity
+        asyncio.run(run(settings, principal))
+        if settings.principal:
+            show_kit(settings)
     except BusError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         sys.exit(1)
+
+
+def show_kit(settings: BusSettings) -> None:
+    """Write one partner's onboarding kit and show how a client outside the project uses it."""
+    from bus.access.acl import derive_access
+    from bus.access.kit import write_kit
+
+    access = derive_access(load_agreements(settings.agreements), settings.topics)
+    kit = WORK / "kit-frontex"
+    write_kit(settings, access, "frontex", kit, force=True)
+    console.print(f"\nfrontex's onboarding kit is in [bold]{kit}[/] (client.properties, ca.pem, "
+                  "keys/, schemas/). Any Kafka client can use it, e.g.:\n  .venv/bin/python "
+                  f"examples/partner_consumer.py --kit {kit} --topic "
+                  f"{settings.topics.inbox('frontex')} --max 3")  # fmt: skip
 
 
 if __name__ == "__main__":

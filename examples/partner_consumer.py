@@ -5,6 +5,11 @@ It shows that the contract needs nothing but ``schemas/`` and the publishers' ``
     python examples/partner_consumer.py --bootstrap 127.0.0.1:9092 --schemas schemas \
         --keys keys --topic ingress.rs.trafficking-arrest --max 10
 
+On a secure bus a partner runs it with nothing but its onboarding kit (``bus access kit``):
+``client.properties`` (SASL_SSL login and the CA), ``keys/`` and ``schemas/``:
+
+    python examples/partner_consumer.py --kit kit-europol --topic partner.europol.inbox
+
 Each record is printed as one JSON line: the decoded alert, its writer schema, and whether the
 Ed25519 signature in ``bus-signature`` verified (``signature_ok``; ``signature_problem`` says why
 not). It imports nothing from the ``bus`` package on purpose.
@@ -107,22 +112,46 @@ def check_signature(
     return None
 
 
+def read_properties(path: Path) -> dict[str, str]:
+    """A client.properties file (``name=value`` lines, ``#`` comments) as librdkafka settings."""
+    props = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            props[key.strip()] = value.strip()
+    return props
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--schemas", type=Path, required=True)
-    parser.add_argument("--keys", type=Path, required=True)
+    parser.add_argument("--kit", type=Path, help="an onboarding kit: client.properties, keys/, …")
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--schemas", type=Path)
+    parser.add_argument("--keys", type=Path)
     parser.add_argument("--topic", action="append", required=True)
-    parser.add_argument("--group", default=f"partner-{int(time.time())}")
+    parser.add_argument("--group")
     parser.add_argument("--max", type=int, default=None)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     args = parser.parse_args()
 
+    config: dict[str, str] = {}
+    if args.kit:
+        config = read_properties(args.kit / "client.properties")
+        args.schemas = args.schemas or args.kit / "schemas"
+        args.keys = args.keys or args.kit / "keys"
+    if args.bootstrap:
+        config["bootstrap.servers"] = args.bootstrap
+    if not (config.get("bootstrap.servers") and args.schemas and args.keys):
+        parser.error("give --kit, or --bootstrap, --schemas and --keys")
+    # On a secure bus a partner's consumer groups must start with its user name and a dot.
+    user = config.get("sasl.username")
+    group = args.group or (f"{user}.consumer" if user else f"partner-{int(time.time())}")
     schemas = load_schemas(args.schemas)
     keys = load_keys(args.keys)
     consumer = Consumer({
-        "bootstrap.servers": args.bootstrap,
-        "group.id": args.group,
+        **config,
+        "group.id": group,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "enable.auto.commit": False,

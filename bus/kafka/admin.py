@@ -8,9 +8,12 @@ from collections.abc import Iterable
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError
 
 from bus.errors import KafkaError
 from bus.kafka.clients import bounded
+from bus.kafka.diagnose import explain_connection_failure
+from bus.kafka.security import client_security
 from bus.settings import BusSettings
 from bus.topics import TopicSpec
 
@@ -30,13 +33,22 @@ class Admin:
             bootstrap_servers=settings.bootstrap_servers,
             client_id=f"{settings.client_id}-admin",
             request_timeout_ms=settings.request_timeout_ms,
+            **client_security(settings),
         )
 
     async def __aenter__(self) -> Admin:
-        await bounded(
-            self._client.start(), self._settings.connect_timeout_ms, "Connecting the admin client",
-            timeout_error=KafkaError,
-        )  # fmt: skip
+        try:
+            await bounded(
+                self._client.start(), self._settings.connect_timeout_ms,
+                "Connecting the admin client", timeout_error=KafkaError,
+            )  # fmt: skip
+        except KafkaError as exc:
+            if not isinstance(exc.__cause__, KafkaConnectionError):
+                raise
+            explained = await explain_connection_failure(self._settings)
+            if explained is None:
+                raise
+            raise explained from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -3,19 +3,28 @@
 Everything else in the bus talks to Kafka through these functions, so that timeouts, error
 wrapping and client settings live in one place. aiokafka can wait forever when the broker is
 down (aiokafka issue #1101), so every call here is bounded by a timeout from settings.
+
+Every client carries the credentials of the settings (``bus.kafka.security``), and reports a
+refused login or a missing ACL as what it is (``bus.kafka.diagnose``): the producer and the
+consumer built here are thin subclasses of aiokafka's that translate those errors where
+aiokafka raises them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from aiokafka.errors import KafkaError as _AioKafkaError
 
 from bus.errors import KafkaError, PublishTimeout
+from bus.kafka.diagnose import explain_connection_failure, explain_denial, is_denial
+from bus.kafka.security import client_security
 from bus.settings import BusSettings
 
 T = TypeVar("T")
@@ -43,11 +52,101 @@ async def bounded(
         raise KafkaError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _denials(settings: BusSettings, operation: str, what: str = "") -> Iterator[None]:
+    """Re-raise aiokafka's authorization errors as ``AccessDenied`` naming all three parts."""
+    try:
+        yield
+    except _AioKafkaError as exc:
+        if is_denial(exc):
+            raise explain_denial(exc, settings, operation=operation, what=what) from exc
+        raise
+
+
+async def _start(
+    settings: BusSettings, start: Callable[[], Awaitable[None]], operation: str
+) -> None:
+    try:
+        with _denials(settings, operation, "Connecting"):
+            await start()
+    except KafkaConnectionError as exc:
+        explained = await explain_connection_failure(settings)
+        if explained is None:
+            raise
+        raise explained from exc
+
+
+class BusProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """aiokafka's producer, reporting refused logins and missing ACLs in the bus's words."""
+
+    def __init__(self, settings: BusSettings, **kwargs: Any) -> None:
+        super().__init__(**kwargs, **client_security(settings))
+        self.bus_settings = settings
+
+    async def start(self) -> None:
+        await _start(self.bus_settings, super().start, "WRITE")
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        with _denials(self.bus_settings, "WRITE"):
+            delivery = await super().send(topic, *args, **kwargs)
+        return self._translated(delivery)
+
+    async def send_batch(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        return self._translated(await super().send_batch(*args, **kwargs))
+
+    async def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> None:
+        with _denials(self.bus_settings, "READ"):
+            await super().send_offsets_to_transaction(*args, **kwargs)
+
+    def _translated(self, delivery: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        # A future, not a task: one callback per record keeps the hot path cheap.
+        out: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            if out.done():
+                return
+            if fut.cancelled():
+                out.cancel()
+            elif (exc := fut.exception()) is not None:
+                if is_denial(exc):
+                    exc = explain_denial(exc, self.bus_settings, operation="WRITE")
+                out.set_exception(exc)
+            else:
+                out.set_result(fut.result())
+
+        delivery.add_done_callback(done)
+        return out
+
+
+class BusConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+    """aiokafka's consumer, reporting refused logins and missing ACLs in the bus's words."""
+
+    def __init__(self, *topics: str, settings: BusSettings, **kwargs: Any) -> None:
+        super().__init__(*topics, **kwargs, **client_security(settings))
+        self.bus_settings = settings
+
+    async def start(self) -> None:
+        await _start(self.bus_settings, super().start, "READ")
+
+    async def getmany(self, *partitions: TopicPartition, **kwargs: Any) -> Any:
+        with _denials(self.bus_settings, "READ"):
+            return await super().getmany(*partitions, **kwargs)
+
+    async def getone(self, *partitions: TopicPartition) -> Any:
+        with _denials(self.bus_settings, "READ"):
+            return await super().getone(*partitions)
+
+    async def commit(self, offsets: Any = None) -> None:
+        with _denials(self.bus_settings, "READ"):
+            await super().commit(offsets)
+
+
 def make_producer(
     settings: BusSettings, *, transactional_id: str | None = None, client_suffix: str = "producer"
-) -> AIOKafkaProducer:
+) -> BusProducer:
     """An idempotent ``acks=all`` producer (transactional when ``transactional_id`` is given)."""
-    return AIOKafkaProducer(
+    return BusProducer(
+        settings,
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-{client_suffix}",
         acks="all",
@@ -70,10 +169,11 @@ def make_consumer(
     from_beginning: bool = True,
     client_suffix: str = "consumer",
     **overrides: Any,
-) -> AIOKafkaConsumer:
+) -> BusConsumer:
     """A ``read_committed`` consumer with manual commits; subscribe to ``topics`` or ``pattern``."""
-    consumer = AIOKafkaConsumer(
+    consumer = BusConsumer(
         *topics,
+        settings=settings,
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-{client_suffix}",
         group_id=group_id,
@@ -137,7 +237,8 @@ async def iter_records(
     Used to restore state (the fan-out's delivery state, the audit head) and by ``bus audit``:
     the caller folds each batch into what it keeps, so memory follows the state, not the topic.
     """
-    consumer = AIOKafkaConsumer(
+    consumer = BusConsumer(
+        settings=settings,
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-reader",
         enable_auto_commit=False,
@@ -151,6 +252,7 @@ async def iter_records(
         layout = await topic_partitions(consumer, settings.request_timeout_ms)
         tps = [TopicPartition(topic, p) for p in sorted(layout.get(topic, ()))]
         if not tps:
+            await _check_visible(consumer, settings, topic)
             return
         consumer.assign(tps)
         ends = await bounded(consumer.end_offsets(tps), settings.request_timeout_ms,
@@ -178,6 +280,21 @@ async def iter_records(
                     pending.discard(tp)
     finally:
         await stop_client(consumer, settings.request_timeout_ms)
+
+
+async def _check_visible(consumer: AIOKafkaConsumer, settings: BusSettings, topic: str) -> None:
+    """Raise ``AccessDenied`` when ``topic`` is missing from the metadata only for lack of an ACL.
+
+    Metadata lists only the topics a principal may see, so an unauthorised topic looks like a
+    missing one; asked for by name, the broker says which it is.
+    """
+    if settings.principal is None:
+        return
+    client = consumer._client
+    await bounded(client._metadata_update(client.cluster, [topic]), settings.request_timeout_ms,
+                  f"Reading the metadata of {topic}", timeout_error=KafkaError)  # fmt: skip
+    if topic in client.cluster.unauthorized_topics:
+        raise explain_denial(TopicAuthorizationFailedError(topic), settings, operation="READ")
 
 
 async def stop_client(client: Any, timeout_ms: int) -> str | None:

@@ -7,6 +7,8 @@
 
 The jars live in a cache outside the repository (``BUS_KAFKA_CACHE_DIR``), the log data in
 ``BUS_KAFKA_DATA_DIR``; both survive stop and start. Starting a running broker is harmless.
+With ``BUS_KAFKA_SECURE`` the broker takes SASL_SSL logins only and enforces ACLs
+(``bus.kafka.secure``); a data directory keeps the mode it was formatted in.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from bus.access.files import write_private
 from bus.errors import KafkaLocalError
+from bus.kafka.secure import SecureBroker
 from bus.settings import BusSettings
 
 _HERE = Path(__file__).resolve().parent
@@ -48,6 +52,9 @@ class BrokerStatus:
     bootstrap_servers: str
     data_dir: Path
     version: str
+    secure: bool = False
+    #: The administrator's client.properties (``BUS_CLIENT_CONFIG``) of a secure broker.
+    client_config: Path | None = None
 
 
 class LocalKafka:
@@ -61,6 +68,8 @@ class LocalKafka:
         self.port = settings.kafka_port
         self.controller_port = settings.kafka_controller_port
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        self.secure = settings.kafka_secure
+        self._secure = SecureBroker(self.data_dir, settings.credentials_dir, self.bootstrap_servers)
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -79,6 +88,10 @@ class LocalKafka:
     @property
     def _log_dirs(self) -> Path:
         return self.data_dir / "logs"
+
+    @property
+    def _mode_file(self) -> Path:
+        return self.data_dir / "security"
 
     # -- public operations -------------------------------------------------------------------
 
@@ -113,6 +126,7 @@ class LocalKafka:
 
     def start(self) -> BrokerStatus:
         """Start the broker unless it runs already; return once clients can connect."""
+        self._check_mode()
         current = self.status()
         if current.running:
             return current
@@ -124,8 +138,12 @@ class LocalKafka:
         self.ensure_jars()
         java = self._java()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.secure:
+            self._secure.prepare()
         self._write_config()
         self._format_once(java)
+        if self.secure:
+            self._secure.admin_config(formatting=False)  # the port may have changed
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
@@ -159,12 +177,15 @@ class LocalKafka:
     def status(self) -> BrokerStatus:
         pid = self._read_pid()
         running = pid is not None and _alive(pid) and _port_open(self.port)
+        secure = self._formatted_mode() == "secure"
         return BrokerStatus(
             running=running,
             pid=pid if running else None,
             bootstrap_servers=self.bootstrap_servers,
             data_dir=self.data_dir,
             version=self.version,
+            secure=secure,
+            client_config=self._secure.admin_config_file if secure else None,
         )
 
     # -- internals ---------------------------------------------------------------------------
@@ -193,6 +214,24 @@ class LocalKafka:
             "-cp", str(self.libs_dir / "*"),
         ]  # fmt: skip
 
+    def _formatted_mode(self) -> str | None:
+        if not (self._log_dirs / "meta.properties").exists():
+            return None
+        try:
+            return self._mode_file.read_text().strip()
+        except FileNotFoundError:
+            return "plain"  # formatted before brokers could be secure
+
+    def _check_mode(self) -> None:
+        formatted = self._formatted_mode()
+        wanted = "secure" if self.secure else "plain"
+        if formatted not in (None, wanted):
+            raise KafkaLocalError(
+                f"The broker data in {self.data_dir} was formatted {formatted}, and this start "
+                f"asks for a {wanted} broker. Use another BUS_KAFKA_DATA_DIR (and BUS_KAFKA_PORT "
+                f"if the other broker runs), or delete {self.data_dir} to start afresh."
+            )
+
     def _write_config(self) -> None:
         props = {
             "process.roles": "broker,controller",
@@ -216,15 +255,24 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.check.interval.ms": "60000",
         }
-        self._config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        if self.secure:
+            props |= self._secure.properties(self.port, self.controller_port)
+        text = "".join(f"{k}={v}\n" for k, v in props.items())
+        if self.secure:  # it holds the broker's own passwords
+            write_private(self._config_file, text.encode())
+        else:
+            self._config_file.write_text(text)
 
     def _format_once(self, java: str) -> None:
         if (self._log_dirs / "meta.properties").exists():
             return
         cluster_id = _kafka_cluster_id()
+        extra: list[str] = []
+        if self.secure:
+            extra = self._secure.format_args(self._secure.admin_config(formatting=True))
         proc = subprocess.run(
             [*self._java_cmd(java), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self._config_file)],
+             "-t", cluster_id, "-c", str(self._config_file), *extra],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if proc.returncode != 0:
@@ -232,6 +280,7 @@ class LocalKafka:
                 f"Formatting Kafka storage in {self._log_dirs} failed: "
                 f"{(proc.stdout + proc.stderr).strip()[-1000:]}"
             )
+        self._mode_file.write_text("secure\n" if self.secure else "plain\n")
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], log_offset: int) -> None:
         deadline = time.monotonic() + self._settings.kafka_start_timeout_ms / 1000

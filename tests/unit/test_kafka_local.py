@@ -28,3 +28,13 @@ def test_status_of_a_broker_never_started_is_stopped(tmp_path: Path) -> None:
     status = LocalKafka(BusSettings(kafka_data_dir=tmp_path, kafka_port=1)).status()
     assert not status.running
     assert status.pid is None
+
+
+def test_a_data_directory_keeps_the_security_it_was_formatted_with(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "meta.properties").write_text("formatted")  # a plain broker's data
+    secure = BusSettings(kafka_data_dir=tmp_path, kafka_secure=True, kafka_port=1,
+                         credentials_dir=tmp_path / "credentials")  # fmt: skip
+    with pytest.raises(KafkaLocalError, match=r"formatted plain.*asks for a secure broker"):
+        LocalKafka(secure).start()
+    assert not LocalKafka(secure).status().secure
