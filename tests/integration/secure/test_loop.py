@@ -22,7 +22,14 @@ from bus import Publisher
 from bus.access.kit import write_kit
 from bus.kafka import read_to_end
 from bus.models import ALERT_TYPES
-from examples.partner_consumer import decode, load_schemas, read_properties, verify
+from examples.partner_consumer import (
+    check_signature,
+    decode,
+    load_keys,
+    load_schemas,
+    origin_of,
+    read_properties,
+)
 from services.fanout.service import FanoutService
 from tests.conftest import REPO
 from tests.integration.fanout_support import (
@@ -41,6 +48,7 @@ def read_with_kit(
     """What a partner's own consumer reads from ``topic`` with nothing but its kit."""
     config = read_properties(kit / "client.properties")
     schemas = load_schemas(kit / "schemas")
+    keys = load_keys(kit / "keys")
     consumer = Consumer({**config, "group.id": f"{config['sasl.username']}.check",
                          "auto.offset.reset": "earliest", "isolation.level": "read_committed",
                          "enable.auto.commit": False})  # fmt: skip
@@ -59,7 +67,10 @@ def read_with_kit(
             headers = dict(msg.headers() or [])
             _, record = decode(msg.value(), schemas)
             key_id = headers["bus-key-id"].decode()
-            assert verify(kit / "keys", key_id, msg.value(), headers["bus-signature"])
+            problem = check_signature(
+                keys, key_id, origin_of(record), msg.value(), headers["bus-signature"]
+            )
+            assert problem is None, problem
             out.append({"alert_id": record["header"]["alert_id"], "key_id": key_id})
     finally:
         consumer.close()
