@@ -63,6 +63,14 @@ def write_kit(
         raise ConfigError(
             f"The CA certificate for the kit ({ca_source or 'BUS_SSL_CA_FILE unset'}) is missing."
         )
+    # Check every input before writing anything: a failed kit leaves no half-written directory.
+    missing = [s for s in _signers(access) if not (settings.keys_dir / f"{s}.pub").is_file()]
+    if missing:
+        raise ConfigError(
+            f"No public key for {', '.join(missing)} in {settings.keys_dir} for the kit: every "
+            "origin's and the hub's .pub file must be in BUS_KEYS_DIR (`bus keys generate <id>` "
+            "makes a pair; only the .pub goes into the kit)."
+        )
     _prepare(out, force)
     out = out.resolve()
     written: list[Path] = []
@@ -82,11 +90,6 @@ def write_kit(
     put(out / "client.properties", kit_config.to_properties(_comment(access, principal)))
     for signer in _signers(access):
         source = settings.keys_dir / f"{signer}.pub"
-        if not source.is_file():
-            raise ConfigError(
-                f"No public key {source} for the kit: every origin's and the hub's .pub file "
-                "must be in BUS_KEYS_DIR."
-            )
         put(out / "keys" / f"{signer}.pub", source.read_bytes())
     for schema in sorted(settings.schemas_dir.glob("*/v*.avsc")):
         put(out / "schemas" / schema.parent.name / schema.name, schema.read_bytes())
