@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -135,8 +136,11 @@ async def feed_adapters(settings: BusSettings, principal: Principals) -> int:
     """Every sample national feed through its country's adapter, as a drop folder."""
     identity = IdentityHasher.development()  # a public key: for the demo only
     published = 0
+    # A drop folder's journal remembers what reached *this* cluster: another broker (the secure
+    # one, say) gets folders of its own, so its inboxes fill too.
+    cluster = re.sub(r"[^A-Za-z0-9.-]+", "_", settings.bootstrap_servers)
     for cc in available_countries():
-        drop = WORK / "drop" / cc
+        drop = WORK / "drop" / cluster / cc
         drop.mkdir(parents=True, exist_ok=True)
         for source in sorted((EXAMPLES / "feeds" / cc).iterdir()):
             if source.is_file() and not (drop / "done" / source.name).exists():
