@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
 
+from bus.errors import BusError
 from bus.logs import get_logger
 from bus.models.lookup import MAX_TOKENS
 from services.index.lookup import LookupRefused
@@ -77,6 +78,13 @@ def make_app(service: IndexService, tokens: dict[str, SecretStr]) -> FastAPI:
     async def refused(request: Request, exc: LookupRefused) -> JSONResponse:
         status = 413 if "at most" in str(exc) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(BusError)
+    async def unavailable(request: Request, exc: BusError) -> JSONResponse:
+        # Kafka did not take the hit notices and audit record: no answer without them.
+        _log.error("lookup_not_committed", error_class=type(exc).__name__, error=str(exc))
+        return JSONResponse({"detail": f"The lookup could not be recorded, so it is not "
+                                       f"answered; try again: {exc}"}, status_code=503)  # fmt: skip
 
     @app.post("/v1/lookup", response_model=LookupOut)
     async def lookup(body: LookupBody, who: Annotated[str, Depends(requester)]) -> dict[str, Any]:

@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError as AioKafkaError
 
 from bus.audit import AuditChain
 from bus.codec import AlertCodec
@@ -43,8 +45,18 @@ async def read_lookup_audit(settings: BusSettings) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass
+class _Job:
+    outcomes: list[LookupOutcome]
+    refusals: list[LookupAnswer]
+    answer_on_kafka: bool
+    offsets: dict[TopicPartition, int]
+    group_id: str | None
+    done: asyncio.Future[None]
+
+
 class Responder:
-    """One transactional producer; one transaction per commit, one commit at a time."""
+    """One transactional producer; one transaction at a time, shared by the lookups waiting."""
 
     def __init__(self, settings: BusSettings, codec: AlertCodec, hub: Signer) -> None:
         self.settings = settings
@@ -52,11 +64,15 @@ class Responder:
         self.hub = hub
         self.audit_topic = settings.topic_prefix + LOOKUP_AUDIT_TOPIC
         self.chain = AuditChain()
-        self._lock = asyncio.Lock()
+        self._queue: list[_Job] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # No linger: a lookup waits for its transaction; there is nothing to batch up.
         self._producer = make_producer(
-            settings, transactional_id=f"{settings.topic_prefix}bus-index-lookups",
+            settings.model_copy(update={"linger_ms": 0}),
+            transactional_id=f"{settings.topic_prefix}bus-index-lookups",
             client_suffix="index-lookups",
-        )  # fmt: skip
+        )
 
     async def __aenter__(self) -> Responder:
         s = self.settings
@@ -67,9 +83,13 @@ class Responder:
         async for batch in iter_records(s, self.audit_topic, from_offset_back=1):
             last = json.loads(batch[-1].value)
         self.chain = AuditChain.resume(last)
+        self._task = asyncio.create_task(self._committer())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         await stop_client(self._producer, self.settings.request_timeout_ms)
 
     def answer_record(self, answer: LookupAnswer) -> Output:
@@ -105,18 +125,52 @@ class Responder:
         group_id: str | None = None,
     ) -> None:
         """Hit notices and audit records of ``outcomes`` (and their answers, and ``refusals``,
-        when ``answer_on_kafka``), with the consumed ``offsets``, in one transaction."""
-        async with self._lock:
+        when ``answer_on_kafka``), with the consumed ``offsets``, committed to Kafka.
+
+        Group commit: lookups that arrive while a transaction is in flight share the next one,
+        so concurrent HTTP lookups wait for one transaction, not for each other's in turn.
+        """
+        job = _Job(list(outcomes), list(refusals), answer_on_kafka, offsets or {}, group_id,
+                   asyncio.get_running_loop().create_future())  # fmt: skip
+        self._queue.append(job)
+        self._wake.set()
+        await job.done
+
+    async def _committer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            jobs, self._queue = self._queue, []
+            if not jobs:
+                continue
             chain = self.chain.copy()
             outputs: list[Output] = []
-            for outcome in outcomes:
-                if answer_on_kafka:
-                    outputs.append(self.answer_record(outcome.answer))
-                outputs += [self.notice_record(n) for n in outcome.notices]
-                outputs.append((self.audit_topic, None, chain.append_json(outcome.audit), []))
-            outputs += [self.answer_record(a) for a in refusals]
-            await self._transact(outputs, offsets or {}, group_id)
+            offsets: dict[TopicPartition, int] = {}
+            group_id = None
+            for job in jobs:
+                for outcome in job.outcomes:
+                    if job.answer_on_kafka:
+                        outputs.append(self.answer_record(outcome.answer))
+                    outputs += [self.notice_record(n) for n in outcome.notices]
+                    outputs.append((self.audit_topic, None, chain.append_json(outcome.audit), []))
+                outputs += [self.answer_record(a) for a in job.refusals]
+                offsets.update(job.offsets)
+                group_id = job.group_id or group_id
+            try:
+                await self._transact(outputs, offsets, group_id)
+            except asyncio.CancelledError:
+                for job in jobs:
+                    job.done.cancel()
+                raise
+            except Exception as exc:
+                for job in jobs:
+                    if not job.done.done():
+                        job.done.set_exception(exc)
+                continue
             self.chain = chain
+            for job in jobs:
+                if not job.done.done():
+                    job.done.set_result(None)
 
     async def _transact(
         self, outputs: list[Output], offsets: dict[TopicPartition, int], group_id: str | None
@@ -125,7 +179,10 @@ class Responder:
         await bounded(p.begin_transaction(), s.publish_timeout_ms, "Beginning a lookup transaction",
                       timeout_error=KafkaError)  # fmt: skip
         try:
-            futures = [await p.send(t, value=v, key=k, headers=h) for t, k, v, h in outputs]
+            try:
+                futures = [await p.send(t, value=v, key=k, headers=h) for t, k, v, h in outputs]
+            except AioKafkaError as exc:  # e.g. a topic that does not exist
+                raise KafkaError(f"Writing a lookup: {type(exc).__name__}: {exc}") from exc
             await bounded(asyncio.gather(*futures), s.publish_timeout_ms,
                           "Writing lookup answers, notices and audit")  # fmt: skip
             if offsets and group_id:

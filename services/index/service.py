@@ -111,6 +111,12 @@ class IndexService:
             for r in requesters
             for f in (lookup_requests_topic, lookup_answers_topic)
         ]
+        # Hit notices go to the owners' inboxes (`bus topics apply` makes them too).
+        specs += [
+            TopicSpec(s.topics.inbox(p), s.topic_partitions, s.topic_replication_factor,
+                      {"retention.ms": str(s.ingress_retention_ms)})
+            for p in requesters
+        ]  # fmt: skip
         specs.append(TopicSpec(prefix + LOOKUP_AUDIT_TOPIC, 1, s.topic_replication_factor,
                                {"retention.ms": str(s.audit_retention_ms)}))  # fmt: skip
         async with Admin(s) as admin:
