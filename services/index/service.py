@@ -71,7 +71,10 @@ class IndexService:
         self.keyring = KeyRing(settings.keys_dir)
         self.store = IndexStore.open(index_settings.database)
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.engine = LookupEngine(self.store, self.agreements, expiry_clock=self.clock)
+        # Lookups read through a connection of their own: in WAL mode it sees the last
+        # committed batch while the next one is being written.
+        self.reader = IndexStore.open(index_settings.database)
+        self.engine = LookupEngine(self.reader, self.agreements, expiry_clock=self.clock)
         self.group_id = f"{settings.topic_prefix}bus-index-lookups"
         self.records = self.rejected = self.lookups = 0
         self._poll_timeout_ms = poll_timeout_ms
@@ -156,6 +159,7 @@ class IndexService:
         consumer = make_consumer(s, group_id=None, client_suffix="index",
                                  max_partition_fetch_bytes=4 * 1024 * 1024)  # fmt: skip
         await bounded(consumer.start(), s.connect_timeout_ms, "Starting the index consumer")
+        pending: asyncio.Task[None] | None = None
         try:
             loop = asyncio.get_running_loop()
             assigned = await self._assign(consumer, set())
@@ -165,7 +169,7 @@ class IndexService:
             next_refresh = loop.time() + self._topic_refresh_s
             while not self._stopping.is_set():
                 if until_end and all([await consumer.position(tp) >= ends[tp] for tp in ends]):
-                    return
+                    break
                 if not until_end and loop.time() >= next_refresh:
                     assigned = await self._assign(consumer, assigned)
                     next_refresh = loop.time() + self._topic_refresh_s
@@ -178,8 +182,18 @@ class IndexService:
                     s.request_timeout_ms + self._poll_timeout_ms, "Reading ingress",
                 )  # fmt: skip
                 if batch:
-                    await self._fold(batch)
+                    # Decode and verify this batch while the previous one is being written.
+                    alerts, offsets, count = self._decode(batch)
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.create_task(self._apply(alerts, offsets, count))
+            if pending is not None:
+                await pending
         finally:
+            if pending is not None and not pending.done():
+                # The thread finishes its transaction anyway; let it, bounded.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(pending), 30)
             await stop_client(consumer, s.request_timeout_ms)
 
     async def _assign(
@@ -203,7 +217,9 @@ class IndexService:
         self._log.info("index_assigned", partitions=len(wanted), new=len(wanted - current))
         return wanted
 
-    async def _fold(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    def _decode(
+        self, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> tuple[list[Alert], dict[tuple[str, int], int], int]:
         alerts: list[Alert] = []
         offsets: dict[tuple[str, int], int] = {}
         for tp, records in batch.items():
@@ -212,12 +228,16 @@ class IndexService:
                 if alert is not None:
                     alerts.append(alert)
             offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+        return alerts, offsets, sum(len(r) for r in batch.values())
+
+    async def _apply(
+        self, alerts: list[Alert], offsets: dict[tuple[str, int], int], count: int
+    ) -> None:
         now_ms = to_epoch_millis(self.clock())
         # SQLite work off the event loop, so that lookups keep answering meanwhile.
         changed = await asyncio.to_thread(self.store.apply_batch, alerts, offsets, now_ms=now_ms)
-        self.records += sum(len(r) for r in batch.values())
-        self._log.debug("index_batch", records=sum(len(r) for r in batch.values()),
-                        alerts=len(alerts), changed=changed)  # fmt: skip
+        self.records += count
+        self._log.debug("index_batch", records=count, alerts=len(alerts), changed=changed)
 
     def _open(self, record: ConsumerRecord) -> Alert | None:
         try:

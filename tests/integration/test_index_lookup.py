@@ -24,6 +24,8 @@ from services.index.client import LookupFailed, lookup_over_kafka
 from services.index.http import make_app
 from services.index.responder import read_lookup_audit
 from services.index.settings import lookup_requests_topic
+from services.index.stats import write_export
+from services.index.store import IndexStore
 from tests.conftest import REPO
 from tests.integration.conftest import prefixed
 from tests.integration.index_support import (
@@ -134,7 +136,7 @@ async def test_a_person_in_the_serbian_and_greek_feeds_hits_as_agreed(
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "lookups: OK: 6 audit record(s)" in verify.stdout
 
-    # Nothing personal from the feeds in an answer, a notice or the index file.
+    # Nothing personal from the feeds in an answer, a notice, the index file or the statistics.
     personal: set[str] = set()
     for alert in open_all(settings, await read_all(settings, ingress)):
         for p in persons(alert):
@@ -146,6 +148,10 @@ async def test_a_person_in_the_serbian_and_greek_feeds_hits_as_agreed(
                 personal.add(p.travel_document.number)
     assert "Петровић" in personal
     db = (tmp_path / "data" / "index.sqlite3").read_bytes()
+    store = IndexStore.open(tmp_path / "data" / "index.sqlite3", readonly=True)
+    for fmt in ("csv", "json", "sdmx-csv"):
+        write_export(store, tmp_path / f"stats.{fmt}", fmt, min_cell=1)
+        db += (tmp_path / f"stats.{fmt}").read_bytes()
     outputs = json.dumps([r.model_dump(mode="json") for a in (both, only_rs) for r in a.results],
                          ensure_ascii=False) + cli_stdout  # fmt: skip
     outputs += "".join(n.model_dump_json() for ns in notices.values() for n in ns)
