@@ -69,6 +69,8 @@ def index_entries(alert: Alert) -> list[Entry]:
     header = alert.header
     people, place = _people(alert)
     expires = to_epoch_millis(header.expires_at) if header.expires_at else None
+    # Computed once per alert: an alert may name hundreds of persons.
+    alert_id, occurred_on = str(header.alert_id), header.occurred_at.date().isoformat()
     seen: set[tuple[str, str]] = set()
     entries = []
     for role, person in people:
@@ -76,10 +78,6 @@ def index_entries(alert: Alert) -> list[Entry]:
         if not token or (token, role) in seen:
             continue
         seen.add((token, role))
-        entries.append(Entry(
-            token=token, owner=header.origin, alert_id=str(header.alert_id),
-            alert_type=alert.alert_type, role=role,
-            occurred_on=header.occurred_at.date().isoformat(), place=place,
-            contact=header.issuing_agency, expires_at_ms=expires,
-        ))  # fmt: skip
+        entries.append(Entry(token, header.origin, alert_id, alert.alert_type, role, occurred_on,
+                             place, header.issuing_agency, expires))  # fmt: skip
     return entries

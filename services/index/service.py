@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from bus.agreements import Agreements, load_agreements
 from bus.codec import AlertCodec
 from bus.envelope import RecordError, open_record
-from bus.errors import DecodeError
+from bus.errors import DecodeError, KafkaError
 from bus.kafka import Admin, bounded, make_consumer, stop_client, topic_partitions
 from bus.keys import HUB_KEY_ID, KeyRing, Signer
 from bus.logs import get_logger
@@ -76,7 +76,7 @@ class IndexService:
         self.reader = IndexStore.open(index_settings.database)
         self.engine = LookupEngine(self.reader, self.agreements, expiry_clock=self.clock)
         self.group_id = f"{settings.topic_prefix}bus-index-lookups"
-        self.records = self.rejected = self.lookups = 0
+        self.records = self.rejected = self.lookups = self.restarts = 0
         self._poll_timeout_ms = poll_timeout_ms
         self._topic_refresh_s = topic_refresh_s
         self._stopping = asyncio.Event()
@@ -128,7 +128,26 @@ class IndexService:
     # -- running -------------------------------------------------------------------------------
 
     async def run(self, *, answer_lookups: bool = True) -> None:
-        """Index ingress and answer lookups until ``stop()``."""
+        """Index ingress and answer lookups until ``stop()``. On a broker failure, back off and
+        start a new session: the offsets in the database and the lookup producer's fencing
+        make the restart exact."""
+        backoff_s = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self._session(answer_lookups)
+                backoff_s = 0.5
+            except Exception as exc:
+                if not (isinstance(exc, KafkaError | OSError)
+                        or type(exc).__module__.startswith("aiokafka")):  # fmt: skip
+                    raise
+                self.restarts += 1
+                self._log.warning("index_session_failed", error_class=type(exc).__name__,
+                                  error=str(exc), retry_in_s=backoff_s)  # fmt: skip
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff_s)
+                backoff_s = min(backoff_s * 2, 10.0)
+
+    async def _session(self, answer_lookups: bool) -> None:
         await self.ensure_topics()
         hub = Signer.load(self.settings.keys_dir, HUB_KEY_ID)
         async with Responder(self.settings, self.codec, hub) as responder:
@@ -143,8 +162,7 @@ class IndexService:
                     if task is not stopper:
                         task.result()  # a crashed loop stops the service, with its error
             finally:
-                self._stopping.set()
-                for task in tasks:
+                for task in (*tasks, stopper):
                     task.cancel()
                 await asyncio.gather(*tasks, stopper, return_exceptions=True)
                 self._responder = None
