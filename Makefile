@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck schemas-check unit integration bench kafka-start kafka-stop clean
+.PHONY: install demo test lint typecheck schemas-check unit integration bench bench-lookup kafka-start kafka-stop clean
 
 install: $(STAMP)
 
@@ -41,6 +41,9 @@ integration: install
 
 bench: install
 	$(BIN)/python bench/publish.py
+
+bench-lookup: install
+	$(BIN)/python bench/lookup.py
 
 kafka-start: install
 	$(BIN)/bus kafka start

@@ -26,6 +26,7 @@ import yaml
 
 from bus.errors import ConfigError, PolicyError
 from bus.keys import HUB_KEY_ID
+from bus.lookups import LookupAgreement, LookupScope, lookup_scope, parse_lookups
 from bus.models import ALERT_TYPES, AlertStatus, Tlp
 from bus.redact import HEADER, FieldKind, covers, field_kinds
 from bus.schemas import SchemaRegistry
@@ -41,7 +42,7 @@ _PUBLIC_KEY = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\.pub")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _URL = re.compile(r"https?://[^\s/]+\S*")
 
-_TOP_KEYS = {"partners": True, "agreements": True}  # name → required
+_TOP_KEYS = {"partners": True, "agreements": True, "lookups": False}  # name → required
 _PARTNER_KEYS = {
     "name": True, "country": True, "public_key": True, "delivery": False, "webhook_url": False,
 }  # fmt: skip
@@ -109,6 +110,8 @@ class Agreements:
     partners: Mapping[str, Partner]
     agreements: tuple[Agreement, ...]
     source: Path | None = None
+    #: The ``lookups:`` section: who may ask the joint index about whom (``bus.lookups``).
+    lookups: tuple[LookupAgreement, ...] = ()
     _index: Mapping[tuple[str, str], tuple[Agreement, ...]] = field(
         init=False, repr=False, compare=False
     )
@@ -129,6 +132,10 @@ class Agreements:
 
     def get(self, agreement_id: str) -> Agreement | None:
         return next((a for a in self.agreements if a.id == agreement_id), None)
+
+    def lookup_scope(self, requester: str, day: date) -> LookupScope:
+        """(owner, alert type) → lookup agreement ids that show them to ``requester`` on ``day``."""
+        return lookup_scope(self.lookups, requester, day)
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -236,7 +243,8 @@ class _Parser:
             if any(a.id == agreement.id for a in agreements):
                 self.fail("duplicate agreement id; each agreement needs its own id")
             agreements.append(agreement)
-        return Agreements(partners=partners, agreements=tuple(agreements))
+        lookups = parse_lookups(self, data.get("lookups"), partners)
+        return Agreements(partners=partners, agreements=tuple(agreements), lookups=lookups)
 
     # -- partners ------------------------------------------------------------------------------
 

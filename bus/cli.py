@@ -61,6 +61,18 @@ def _mount_adapters() -> None:
 
 _mount_adapters()
 
+
+def _mount_index() -> None:
+    # The joint index and the statistics are a service too; mounted like the adapters.
+    from services.index.cli import index_app, lookup, stats_app
+
+    app.add_typer(index_app, name="index")
+    app.add_typer(stats_app, name="stats")
+    app.command("lookup")(lookup)
+
+
+_mount_index()
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -322,12 +334,22 @@ def _load_audit(file: Path | None) -> list[dict[str, Any]]:
 def audit_verify(
     file: Path | None = typer.Option(None, "--file", help="An exported audit (JSON lines)."),
 ) -> None:
-    """Check the hash chain of bus.audit (or an export): OK, or the first broken index."""
+    """Check the hash chain of bus.audit (or an export): OK, or the first broken index.
+
+    Without --file, the lookup audit chain (bus.audit.lookups, the joint index's) is checked too.
+    """
     from bus.audit import verify_chain
 
     verdict = verify_chain(_load_audit(file))
     out.print(str(verdict), highlight=False)
-    if not verdict.ok:
+    ok = verdict.ok
+    if file is None:
+        from services.index.responder import read_lookup_audit
+
+        lookups = verify_chain(_run(lambda: read_lookup_audit(_settings())))
+        out.print(f"lookups: {lookups}", highlight=False)
+        ok = ok and lookups.ok
+    if not ok:
         raise typer.Exit(code=1)
 
 

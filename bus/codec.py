@@ -19,11 +19,16 @@ from typing import Any
 import fastavro
 
 from bus.errors import DecodeError, SchemaError, ValidationError
-from bus.models import ALERT_MODELS, Alert, WithdrawalNotice
+from bus.models import ALERT_MODELS, Alert, HitNotice, WithdrawalNotice
 from bus.schemas import NOTICE_TYPES, SchemaRegistry, SchemaVersion
 
 MAGIC = b"\xc3\x01"
 HEADER_BYTES = len(MAGIC) + 8
+#: The notices the bus writes into partner inboxes, by record type.
+_INBOX_NOTICES: dict[str, type[WithdrawalNotice] | type[HitNotice]] = {
+    WithdrawalNotice.record_type: WithdrawalNotice,
+    HitNotice.record_type: HitNotice,
+}
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ class DecodedNotice:
 
     record_type: str
     writer_version: int
-    notice: WithdrawalNotice
+    notice: WithdrawalNotice | HitNotice
 
 
 class AlertCodec:
@@ -58,7 +63,7 @@ class AlertCodec:
     def encode(self, alert: Alert) -> bytes:
         return self.encode_record(alert.alert_type, alert.to_avro())
 
-    def encode_notice(self, notice: WithdrawalNotice) -> bytes:
+    def encode_notice(self, notice: WithdrawalNotice | HitNotice) -> bytes:
         return self.encode_record(notice.record_type, notice.to_avro())
 
     def encode_record(self, alert_type: str, record: dict[str, Any]) -> bytes:
@@ -137,16 +142,22 @@ class AlertCodec:
         """Decode an alert or a notice of the bus (what a partner inbox holds)."""
         writer, record = self.decode_record(value)
         if writer.alert_type in NOTICE_TYPES:
+            model = _INBOX_NOTICES.get(writer.alert_type)
+            if model is None:
+                raise DecodeError(
+                    f"Value is a {writer.alert_type}, which travels on lookup.* topics, not in "
+                    "partner inboxes or ingress; decode it with decode_record"
+                )
             try:
-                notice = WithdrawalNotice.from_avro(record)
+                notice = model.from_avro(record)
             except ValidationError as exc:
                 raise DecodeError(
                     f"{writer.alert_type} v{writer.version} decodes, but is not valid: {exc}"
                 ) from exc
             return DecodedNotice(writer.alert_type, writer.version, notice)
-        model = ALERT_MODELS[writer.alert_type]
+        alert_model = ALERT_MODELS[writer.alert_type]
         try:
-            alert = model.from_avro(record)
+            alert = alert_model.from_avro(record)
         except ValidationError as exc:
             raise DecodeError(
                 f"{writer.alert_type} v{writer.version} decodes, but is not a valid alert: {exc}"

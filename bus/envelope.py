@@ -14,7 +14,7 @@ from typing import Any
 from bus.codec import AlertCodec, DecodedNotice
 from bus.errors import DecodeError, OriginMismatch, SignatureError
 from bus.keys import HUB_KEY_ID, KeyRing
-from bus.models import Alert, WithdrawalNotice
+from bus.models import Alert, HitNotice, WithdrawalNotice
 from bus.topics import TopicNames
 
 H_TYPE = "bus-type"
@@ -86,9 +86,10 @@ class ReceivedAlert:
 
 @dataclass(frozen=True)
 class ReceivedNotice:
-    """A withdrawal notice from a partner inbox that decoded and verified (signed by ``hub``)."""
+    """A notice from a partner inbox that decoded and verified (signed by ``hub``): a withdrawal
+    notice, or a hit notice telling an owner that a lookup matched its alerts."""
 
-    notice: WithdrawalNotice
+    notice: WithdrawalNotice | HitNotice
     record_type: str
     writer_version: int
     topic: str
@@ -100,10 +101,13 @@ class ReceivedNotice:
     key_id: str
 
     def log_context(self) -> dict[str, Any]:
+        if isinstance(self.notice, HitNotice):
+            what = {"lookup_id": str(self.notice.lookup_id), "owner": self.notice.owner}
+        else:
+            what = {"follow_up_id": str(self.notice.follow_up_id), "origin": self.notice.origin}
         return {
             "notice_id": str(self.notice.notice_id),
-            "follow_up_id": str(self.notice.follow_up_id),
-            "origin": self.notice.origin,
+            **what,
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,

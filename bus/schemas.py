@@ -26,7 +26,9 @@ from bus.errors import SchemaError
 _VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
 #: Record types the bus itself writes to partners, beside the alert types (which all start with
 #: the common ``header``). They are part of the partner contract and checked like the others.
-NOTICE_TYPES: frozenset[str] = frozenset({"withdrawal-notice"})
+NOTICE_TYPES: frozenset[str] = frozenset(
+    {"withdrawal-notice", "hit-notice", "lookup-request", "lookup-answer"}
+)
 _ALERT_TYPE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 

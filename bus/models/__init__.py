@@ -25,6 +25,7 @@ from bus.models.header import (
     Tlp,
 )
 from bus.models.irregular_crossing import CrossingOutcome, IrregularCrossing, NationalityCount
+from bus.models.lookup import Hit, HitNotice, LookupAnswer, LookupRequest, TokenResult
 from bus.models.notice import FollowUpType, WithdrawalNotice
 from bus.models.person import (
     OriginalScript,
@@ -66,10 +67,14 @@ __all__ = [
     "FollowUpType",
     "ForeignFighterTravel",
     "HandlingCode",
+    "Hit",
     "HitAction",
+    "HitNotice",
     "IrregularCrossing",
     "IsoDate",
     "LocalisedText",
+    "LookupAnswer",
+    "LookupRequest",
     "MessageType",
     "NationalityCount",
     "OriginalScript",
@@ -79,6 +84,7 @@ __all__ = [
     "Sex",
     "SourceReliability",
     "Tlp",
+    "TokenResult",
     "TraffickingArrest",
     "TravelDocument",
     "TravelDocumentKind",

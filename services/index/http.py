@@ -1,0 +1,112 @@
+"""``POST /v1/lookup``: the lookup over HTTP, authenticated per requester; OpenAPI at ``/docs``.
+
+    curl -H "Authorization: Bearer $TOKEN" -d '{"tokens": ["it1.…"]}' http://127.0.0.1:8475/v1/lookup
+
+Each requester has its own bearer token (``BUS_LOOKUP_HTTP_TOKENS``); the token decides who is
+asking, so nobody can ask as another partner. The answer is the same as over Kafka and on the
+command line: one result per token, hit or no-hit, and on a hit which owner holds which alert.
+"""
+
+# No "from __future__ import annotations": FastAPI reads the local dependency annotations.
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, SecretStr
+
+from bus.errors import BusError
+from bus.logs import get_logger
+from bus.models.lookup import MAX_TOKENS
+from services.index.lookup import LookupRefused
+from services.index.service import IndexService
+
+_log = get_logger("index.http")
+
+
+class LookupBody(BaseModel):
+    """Tokens to look up, 1 to 1,000, as the adapters make them ('it1.' + 32 hex digits)."""
+
+    tokens: list[Any] = Field(min_length=1, description="identity tokens")
+
+
+class HitOut(BaseModel):
+    owner: str
+    alert_id: str
+    alert_type: str
+    role: str
+    occurred_on: str
+    place: str | None
+    contact: str
+
+
+class TokenOut(BaseModel):
+    token: str
+    hit: bool
+    hits: list[HitOut]
+
+
+class LookupOut(BaseModel):
+    lookup_id: str
+    requester: str
+    results: list[TokenOut]
+
+
+def make_app(service: IndexService, tokens: dict[str, SecretStr]) -> FastAPI:
+    app = FastAPI(
+        title="Balkan Alert Bus joint index", version="1",
+        description="Hit/no-hit lookups on identity tokens, as agreements allow.",
+    )  # fmt: skip
+    bearer = HTTPBearer(auto_error=False)
+
+    def requester(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> str:
+        if credentials is not None:
+            given = credentials.credentials.encode()
+            for partner, secret in tokens.items():
+                if hmac.compare_digest(given, secret.get_secret_value().encode()):
+                    return partner
+        raise HTTPException(
+            401, "Missing or unknown bearer token: each requester has its own "
+            "(BUS_LOOKUP_HTTP_TOKENS)", {"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+
+    @app.exception_handler(LookupRefused)
+    async def refused(request: Request, exc: LookupRefused) -> JSONResponse:
+        status = 413 if "at most" in str(exc) else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(BusError)
+    async def unavailable(request: Request, exc: BusError) -> JSONResponse:
+        # Kafka did not take the hit notices and audit record: no answer without them.
+        _log.error("lookup_not_committed", error_class=type(exc).__name__, error=str(exc))
+        return JSONResponse({"detail": f"The lookup could not be recorded, so it is not "
+                                       f"answered; try again: {exc}"}, status_code=503)  # fmt: skip
+
+    @app.post("/v1/lookup", response_model=LookupOut)
+    async def lookup(body: LookupBody, who: Annotated[str, Depends(requester)]) -> dict[str, Any]:
+        """Hit or no-hit per token; on a hit, which owner holds which alert and whom to ask."""
+        if len(body.tokens) > MAX_TOKENS:
+            raise LookupRefused(
+                f"{len(body.tokens)} tokens in one lookup; at most {MAX_TOKENS} are allowed: "
+                "split the batch"
+            )
+        answer = await service.lookup(who, body.tokens, channel="http")
+        return {"lookup_id": str(answer.request_id), "requester": who,
+                "results": [r.model_dump(mode="json") for r in answer.results]}  # fmt: skip
+
+    return app
+
+
+async def serve(service: IndexService, host: str, port: int, tokens: dict[str, SecretStr]) -> None:
+    """Serve the API until cancelled."""
+    import uvicorn
+
+    config = uvicorn.Config(make_app(service, tokens), host=host, port=port, log_level="warning",
+                            lifespan="off")  # fmt: skip
+    server = uvicorn.Server(config)
+    _log.info("lookup_http_listening", host=host, port=port, requesters=sorted(tokens))
+    await server.serve()
