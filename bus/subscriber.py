@@ -7,9 +7,10 @@
                           topics=["ingress.rs.irregular-crossing"], handler=handle) as sub:
         await sub.run()                      # until sub.stop() or cancellation
 
-A partner inbox also holds withdrawal notices (an alert it received was superseded or withdrawn
-by a follow-up the agreements do not share with it): reading an inbox needs a
-``notice_handler`` too, so that nobody keeps acting on withdrawn information by accident.
+A partner inbox also holds notices of the bus: withdrawal notices (an alert it received was
+superseded or withdrawn by a follow-up the agreements do not share with it) and hit notices (a
+lookup matched its alerts). Reading an inbox needs a ``notice_handler`` too, so that nobody keeps
+acting on withdrawn information by accident.
 
 Delivery is at least once: offsets are committed only after every record before them was either
 handled or written to ``bus.dlq``. A record that does not decode or verify, or whose handler still
@@ -69,7 +70,7 @@ class Subscriber:
         inboxes = [t for t in topics if settings.topics.parse_inbox(t) is not None]
         if inboxes and notice_handler is None:
             raise ConfigError(
-                f"{inboxes[0]} is a partner inbox, which also carries withdrawal notices: pass "
+                f"{inboxes[0]} is a partner inbox, which also carries notices: pass "
                 "notice_handler= (an async function taking a ReceivedNotice) so that alerts "
                 "withdrawn by their origin are acted on"
             )
@@ -196,8 +197,9 @@ class Subscriber:
             await self._notice_handler(received)
         else:
             raise ConfigError(
-                f"A withdrawal notice for alert(s) {', '.join(map(str, received.notice.alert_ids))}"
-                " arrived, but this Subscriber has no notice_handler"
+                f"A {received.record_type} for alert(s) "
+                f"{', '.join(map(str, received.notice.alert_ids))} arrived, but this Subscriber "
+                "has no notice_handler"
             )
 
     async def _dead_letter(self, record: ConsumerRecord, error: BaseException, stage: str) -> None:
