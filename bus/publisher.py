@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import pydantic
 
+from bus.batching import PartitionBatches
 from bus.codec import AlertCodec
 from bus.envelope import alert_headers
 from bus.errors import BusError, OriginMismatch, ValidationError
@@ -145,12 +146,18 @@ class Publisher:
                 f"publishes as {self.origin!r}; a country publishes only its own alerts"
             )
 
-    async def _enqueue(self, prepared: PreparedAlert) -> tuple[uuid.UUID, Any]:
-        """Hand a prepared alert to the producer; return the delivery future."""
+    def _check_started(self) -> None:
         if not self._started:
             raise BusError("Publisher is not started: use `async with Publisher(...) as pub:`")
+
+    def _topic(self, alert: Alert) -> str:
+        return self._settings.topics.ingress(self.origin, alert.alert_type)
+
+    async def _enqueue(self, prepared: PreparedAlert) -> tuple[uuid.UUID, Any]:
+        """Hand a prepared alert to the producer; return the delivery future."""
+        self._check_started()
         alert, value, signature = prepared
-        topic = self._settings.topics.ingress(self.origin, alert.alert_type)
+        topic = self._topic(alert)
         delivery = await bounded(
             self._producer.send(
                 topic,
@@ -184,7 +191,7 @@ class Publisher:
     async def publish_many(
         self, alerts: Iterable[Alert | Mapping[str, Any]]
     ) -> list[PublishResult]:
-        """Publish alerts pipelined; return once Kafka acknowledged every one, in order.
+        """Publish alerts in batches; return once Kafka acknowledged every one, in order.
 
         All alerts are validated, encoded and signed before the first is sent, so one that
         cannot be publishes nothing.
@@ -192,19 +199,62 @@ class Publisher:
         return await self.publish_prepared([self.prepare(a) for a in alerts])
 
     async def publish_prepared(self, prepared: Sequence[PreparedAlert]) -> list[PublishResult]:
-        """Publish alerts that ``prepare`` returned, pipelined, as ``publish_many`` does.
+        """Publish alerts that ``prepare`` returned, in batches, as ``publish_many`` does.
 
         For callers that prepare each alert on its own (off the event loop, or to set one that
-        does not encode aside). Enqueueing waits while the producer's buffer is full, so the
+        does not encode aside). The alerts are laid out in one producer batch per partition
+        (more when one fills up), each partition chosen from the key as ``send`` would, and
+        sent with ``send_batch``: a record costs an append instead of a ``send``. Returns once
+        Kafka acknowledged every batch; each alert's offset is its batch's base offset plus its
+        place in the batch. Enqueueing waits while the producer's buffer is full, so the
         timeout only bounds the wait for the last acknowledgements.
         """
-        pending = [await self._enqueue(p) for p in prepared]
-        metadata = await bounded(
-            asyncio.gather(*(d for _, d in pending)),
-            self._settings.publish_timeout_ms,
-            f"Waiting for Kafka to acknowledge {len(pending)} alert(s)",
+        self._check_started()
+        if not prepared:
+            return []
+        topics = sorted({self._topic(p.alert) for p in prepared})
+        partitions = {topic: await self._partitions(topic) for topic in topics}
+        batches = PartitionBatches(self._producer.create_batch, partitions=partitions)
+        key_id = self._signer.key_id
+        for alert, value, signature in prepared:
+            headers = alert_headers(alert, signature, key_id)
+            batches.add(self._topic(alert), alert.record_key, value, headers)
+        laid_out = batches.by_partition()
+        deliveries = await asyncio.gather(
+            *(self._send_batches(topic, partition, b) for (topic, partition), b in laid_out.items())
         )
+        acknowledged = await bounded(
+            asyncio.gather(*(d for partition in deliveries for d in partition)),
+            self._settings.publish_timeout_ms,
+            f"Waiting for Kafka to acknowledge {len(prepared)} alert(s)",
+        )
+        base_offsets: dict[tuple[str, int], list[int]] = {tp: [] for tp in laid_out}
+        for md in acknowledged:
+            base_offsets[(md.topic, md.partition)].append(md.offset)
+        offsets = batches.offsets(base_offsets)
         return [
-            PublishResult(alert_id, md.topic, md.partition, md.offset)
-            for (alert_id, _), md in zip(pending, metadata, strict=True)
+            PublishResult(p.alert.alert_id, placed.topic, placed.partition, offset)
+            for p, placed, offset in zip(prepared, batches.placements, offsets, strict=True)
         ]
+
+    async def _send_batches(self, topic: str, partition: int, batches: list[Any]) -> list[Any]:
+        """Hand one partition's batches to the producer in order; return their futures."""
+        futures = []
+        for batch in batches:
+            futures.append(
+                await bounded(
+                    self._producer.send_batch(batch, topic, partition=partition),
+                    self._settings.publish_timeout_ms,
+                    f"Publishing {batch.record_count()} alert(s) to {topic}[{partition}]",
+                )
+            )
+        return futures
+
+    async def _partitions(self, topic: str) -> list[int]:
+        """The partitions of ``topic`` from the producer's metadata (fetched if not known)."""
+        found = await bounded(
+            self._producer.partitions_for(topic),
+            self._settings.publish_timeout_ms,
+            f"Reading the partitions of {topic}",
+        )
+        return sorted(found)
