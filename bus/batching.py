@@ -1,6 +1,7 @@
 """Records laid out in producer batches per partition, so a publisher sends a batch, not a record.
 
-    batches = PartitionBatches(producer.create_batch, partitions={"ingress.rs.x": [0, 1, 2]})
+    batches = PartitionBatches(producer.create_batch)
+    batches.add_topic("ingress.rs.x", [0, 1, 2])
     for record in records:
         batches.add(record.topic, record.key, record.value, record.headers)
     ...  # send each of batches.by_partition() with producer.send_batch, in order
@@ -16,7 +17,7 @@ batch whole at consecutive offsets, so record ``i`` of a batch is at the batch's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -42,14 +43,19 @@ def partition_for(key: bytes, partitions: Sequence[int]) -> int:
 class PartitionBatches:
     """Builder batches per (topic, partition), filled in order; full ones are closed."""
 
-    def __init__(
-        self, create_batch: Callable[[], Any], *, partitions: Mapping[str, Sequence[int]]
-    ) -> None:
+    def __init__(self, create_batch: Callable[[], Any]) -> None:
         self._create_batch = create_batch
-        # Sorted by partition id, as aiokafka's producer hands them to its partitioner.
-        self._partitions = {topic: sorted(ids) for topic, ids in partitions.items()}
+        self._partitions: dict[str, list[int]] = {}
         self._batches: dict[tuple[str, int], list[Any]] = {}
         self.placements: list[Placement] = []
+
+    def knows(self, topic: str) -> bool:
+        return topic in self._partitions
+
+    def add_topic(self, topic: str, partitions: Iterable[int]) -> None:
+        """The partitions records for ``topic`` are spread over (by key)."""
+        # Sorted by partition id, as aiokafka's producer hands them to its partitioner.
+        self._partitions[topic] = sorted(partitions)
 
     def add(
         self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]

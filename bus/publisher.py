@@ -196,29 +196,39 @@ class Publisher:
         All alerts are validated, encoded and signed before the first is sent, so one that
         cannot be publishes nothing.
         """
-        return await self.publish_prepared([self.prepare(a) for a in alerts])
+        return await self._publish_batched(self.prepare(a) for a in alerts)
 
     async def publish_prepared(self, prepared: Sequence[PreparedAlert]) -> list[PublishResult]:
         """Publish alerts that ``prepare`` returned, in batches, as ``publish_many`` does.
 
         For callers that prepare each alert on its own (off the event loop, or to set one that
-        does not encode aside). The alerts are laid out in one producer batch per partition
-        (more when one fills up), each partition chosen from the key as ``send`` would, and
-        sent with ``send_batch``: a record costs an append instead of a ``send``. Returns once
-        Kafka acknowledged every batch; each alert's offset is its batch's base offset plus its
-        place in the batch. Enqueueing waits while the producer's buffer is full, so the
-        timeout only bounds the wait for the last acknowledgements.
+        does not encode aside).
+        """
+        return await self._publish_batched(prepared)
+
+    async def _publish_batched(self, prepared: Iterable[PreparedAlert]) -> list[PublishResult]:
+        """Lay the alerts out in producer batches, then send them and wait for Kafka.
+
+        Each alert goes into the open batch of its partition (chosen from the key as ``send``
+        would; a new batch when that one is full), and only its bytes are kept: the models are
+        let go as soon as they are encoded, so a large call leaves the garbage collector little
+        to walk. Batches go out with ``send_batch``, a record costing an append instead of a
+        ``send``; each alert's offset is its batch's base offset plus its place in the batch.
+        Nothing is sent before every alert was prepared. Enqueueing waits while the producer's
+        buffer is full, so the timeout only bounds the wait for the last acknowledgements.
         """
         self._check_started()
-        if not prepared:
-            return []
-        topics = sorted({self._topic(p.alert) for p in prepared})
-        partitions = {topic: await self._partitions(topic) for topic in topics}
-        batches = PartitionBatches(self._producer.create_batch, partitions=partitions)
+        batches = PartitionBatches(self._producer.create_batch)
         key_id = self._signer.key_id
+        alert_ids: list[uuid.UUID] = []
         for alert, value, signature in prepared:
-            headers = alert_headers(alert, signature, key_id)
-            batches.add(self._topic(alert), alert.record_key, value, headers)
+            topic = self._topic(alert)
+            if not batches.knows(topic):
+                batches.add_topic(topic, await self._partitions(topic))
+            batches.add(topic, alert.record_key, value, alert_headers(alert, signature, key_id))
+            alert_ids.append(alert.alert_id)
+        if not alert_ids:
+            return []
         laid_out = batches.by_partition()
         deliveries = await asyncio.gather(
             *(self._send_batches(topic, partition, b) for (topic, partition), b in laid_out.items())
@@ -226,15 +236,15 @@ class Publisher:
         acknowledged = await bounded(
             asyncio.gather(*(d for partition in deliveries for d in partition)),
             self._settings.publish_timeout_ms,
-            f"Waiting for Kafka to acknowledge {len(prepared)} alert(s)",
+            f"Waiting for Kafka to acknowledge {len(alert_ids)} alert(s)",
         )
         base_offsets: dict[tuple[str, int], list[int]] = {tp: [] for tp in laid_out}
         for md in acknowledged:
             base_offsets[(md.topic, md.partition)].append(md.offset)
         offsets = batches.offsets(base_offsets)
         return [
-            PublishResult(p.alert.alert_id, placed.topic, placed.partition, offset)
-            for p, placed, offset in zip(prepared, batches.placements, offsets, strict=True)
+            PublishResult(alert_id, placed.topic, placed.partition, offset)
+            for alert_id, placed, offset in zip(alert_ids, batches.placements, offsets, strict=True)
         ]
 
     async def _send_batches(self, topic: str, partition: int, batches: list[Any]) -> list[Any]:
