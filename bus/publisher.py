@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import pydantic
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from bus.batching import PartitionBatches
 from bus.codec import AlertCodec
 from bus.envelope import alert_headers
-from bus.errors import BusError, OriginMismatch, ValidationError
+from bus.errors import BusError, KafkaError, OriginMismatch, ValidationError
 from bus.kafka import bounded, make_producer, stop_client
 from bus.keys import Signer
 from bus.logs import get_logger
@@ -225,7 +226,9 @@ class Publisher:
             topic = self._topic(alert)
             if not batches.knows(topic):
                 batches.add_topic(topic, await self._partitions(topic))
-            batches.add(topic, alert.record_key, value, alert_headers(alert, signature, key_id))
+            key, headers = alert.record_key, alert_headers(alert, signature, key_id)
+            self._check_size(alert, key, value, headers)
+            batches.add(topic, key, value, headers)
             alert_ids.append(alert.alert_id)
         if not alert_ids:
             return []
@@ -246,6 +249,24 @@ class Publisher:
             PublishResult(alert_id, placed.topic, placed.partition, offset)
             for alert_id, placed, offset in zip(alert_ids, batches.placements, offsets, strict=True)
         ]
+
+    def _check_size(
+        self, alert: Alert, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Refuse, before anything is sent, a record larger than the producer may send.
+
+        ``send`` checks this for each record; a batch is checked by nobody before the broker.
+        """
+        limit: int = self._producer._max_request_size
+        if len(value) + len(key) + 1024 < limit:  # the record's framing is far below 1 KiB
+            return
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+        if size > limit:
+            raise KafkaError(
+                f"Alert {alert.alert_id} is {size} bytes as a Kafka record; the producer sends "
+                f"at most {limit} bytes in a request. Nothing of this call was sent: publish "
+                "the alert without its bulkiest content, or the others without it"
+            )
 
     async def _send_batches(self, topic: str, partition: int, batches: list[Any]) -> list[Any]:
         """Hand one partition's batches to the producer in order; return their futures."""

@@ -138,6 +138,22 @@ async def test_publish_many_reports_where_a_consumer_finds_each_alert(
     assert all(offsets == sorted(offsets) for offsets in by_key.values())
 
 
+async def test_publish_many_sends_nothing_when_one_alert_is_too_large_for_kafka(
+    settings: BusSettings, country_keys: Path
+) -> None:
+    settings = prefixed(settings)
+    topic = settings.topics.ingress("rs", "trafficking-arrest")
+    await create_topics(settings, topic)
+    small = make_alert("trafficking-arrest", "rs")
+    huge = make_alert("trafficking-arrest", "rs").model_copy(update={"summary": "x" * 3_000_000})
+    async with Publisher(settings, origin="rs") as pub:
+        with pytest.raises(KafkaError, match=rf"{huge.alert_id} is \d+ bytes.*Nothing"):
+            await pub.publish_many([small, huge])
+        assert await read_to_end(settings, topic) == []
+        [result] = await pub.publish_many([small])  # the publisher is still usable
+    assert result.offset == 0
+
+
 async def test_publisher_refuses_another_countrys_alert_and_invalid_input(
     settings: BusSettings, country_keys: Path
 ) -> None:
