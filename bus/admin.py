@@ -13,6 +13,8 @@ from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from bus.topics import bus_topic_specs
 
+#: The fan-out's consumer group (after the topic prefix), whose offsets the cluster must hold.
+FANOUT_GROUP = "bus-fanout"
 H_SCHEMA_TYPE = "bus-type"
 H_SCHEMA_VERSION = "bus-schema-version"
 
@@ -23,7 +25,9 @@ async def apply_topics(
     """Create every missing topic, then (re)publish every schema; return (created, total).
 
     Partner inboxes are created for ``partners``, or by default for every partner of the
-    agreements file (``BUS_AGREEMENTS``) when it exists.
+    agreements file (``BUS_AGREEMENTS``) when it exists. Returns once every partition of the
+    topics created has a leader serving it, and the fan-out's consumer group a coordinator, so
+    that nothing started next meets a cluster still settling (and its client's retry warnings).
     """
     registry = SchemaRegistry.load(settings.schemas_dir)
     if partners is None:
@@ -43,6 +47,7 @@ async def apply_topics(
     )
     async with Admin(settings) as admin:
         created = await admin.ensure_topics(specs)
+        await admin.wait_for_group_coordinator(f"{settings.topic_prefix}{FANOUT_GROUP}")
     await publish_schemas(settings, registry)
     return created, len(specs)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import fastavro
 
+from bus.avro_unions import UnionHints
 from bus.errors import DecodeError, SchemaError, ValidationError
 from bus.models import ALERT_MODELS, Alert, HitNotice, WithdrawalNotice
 from bus.schemas import NOTICE_TYPES, SchemaRegistry, SchemaVersion
@@ -57,18 +58,26 @@ class AlertCodec:
         missing = sorted(set(ALERT_MODELS) - set(registry.alert_types))
         if missing:
             raise SchemaError(f"No schema for alert type(s) {', '.join(missing)} in schemas/")
+        self._hints: dict[bytes, UnionHints] = {}
 
     # -- encoding ----------------------------------------------------------------------------
 
     def encode(self, alert: Alert) -> bytes:
-        return self.encode_record(alert.alert_type, alert.to_avro())
+        schema = self.registry.latest(alert.alert_type)
+        hints = self._hints.get(schema.fingerprint)
+        if hints is None:
+            hints = self._hints[schema.fingerprint] = UnionHints(schema.parsed)
+        # The dict is this call's own, so the union branches can be named in it in place.
+        return self._write(alert.alert_type, schema, hints.mark(alert.to_avro()))
 
     def encode_notice(self, notice: WithdrawalNotice | HitNotice) -> bytes:
         return self.encode_record(notice.record_type, notice.to_avro())
 
     def encode_record(self, alert_type: str, record: dict[str, Any]) -> bytes:
         """Encode an Avro-shaped dict with the newest schema of ``alert_type``."""
-        schema = self.registry.latest(alert_type)
+        return self._write(alert_type, self.registry.latest(alert_type), record)
+
+    def _write(self, alert_type: str, schema: SchemaVersion, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
         buf.write(MAGIC)
         buf.write(schema.fingerprint)

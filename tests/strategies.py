@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from bus.models import ALERT_MODELS, Alert, MessageType
+from bus.models._common import _CountryCodeSchema
 
 COUNTRIES = ("al", "at", "ba", "de", "fr", "gr", "hr", "me", "mk", "rs", "si", "xk", "sy", "af")
 PARTNERS = ("rs", "mk", "al", "europol", "frontex", "jc-tabanovce")
@@ -25,14 +26,14 @@ _TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)
 
 
 def _is_country(metadata: list[Any]) -> bool:
-    return any(
-        getattr(getattr(m, "func", None), "__name__", "") == "_country_code" for m in metadata
-    )
+    return any(isinstance(m, _CountryCodeSchema) for m in metadata)
 
 
 def _bounds(metadata: list[Any]) -> tuple[int | None, int | None]:
     lo = hi = None
-    for m in metadata:
+    # Field(ge=0) inside Annotated[int, Field(ge=0), INT32_RANGE] holds its bounds as metadata.
+    expanded = [inner for m in metadata for inner in getattr(m, "metadata", [m])]
+    for m in expanded:
         if isinstance(m, annotated_types.Ge):
             lo = int(m.ge)  # type: ignore[call-overload]
         elif isinstance(m, annotated_types.Le):

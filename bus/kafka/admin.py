@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaError as _AioKafkaError
+from aiokafka.protocol.offset import OffsetRequest
 
 from bus.errors import KafkaError
 from bus.kafka.clients import bounded
@@ -73,7 +75,13 @@ class Admin:
         return {tp: om.offset for tp, om in offsets.items() if om.offset >= 0}
 
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> list[str]:
-        """Create the topics that do not exist yet; return the names created."""
+        """Create the topics that do not exist yet; return the names created.
+
+        Returns once every partition of every topic created has a leader: a client that
+        produces to a topic before that gets "not found in cluster metadata" and
+        ``NotLeaderForPartitionError`` and retries, noisily.
+        """
+        specs = list(specs)
         existing = await self.list_topics()
         missing = [s for s in specs if s.name not in existing]
         created: list[str] = []
@@ -94,4 +102,84 @@ class Admin:
                     message = rest[0] if rest else ""
                     raise KafkaError(f"Creating topic {name} failed: error {code} {message}")
             created += [s.name for s in batch]
+        await self.wait_for_leaders({s.name: s.partitions for s in missing})
         return created
+
+    async def wait_for_leaders(self, partitions: dict[str, int]) -> None:
+        """Wait until every partition of each topic (name: partition count) has a working leader.
+
+        A leader named in the metadata may not serve its partition yet (the broker applies the
+        change a moment later, answering ``NotLeaderForPartition`` until then), so a partition
+        counts only once its leader answered a ListOffsets request for it. Bounded by
+        ``BUS_REQUEST_TIMEOUT_MS``; raises ``KafkaError`` naming a topic still not ready then.
+        """
+        pending = dict(partitions)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.request_timeout_ms / 1000
+        while pending:
+            for topic in await self._served(pending):
+                del pending[topic]
+            if not pending:
+                return
+            if loop.time() >= deadline:
+                raise KafkaError(
+                    f"Topic {min(pending)} was created, but not every one of its partitions has "
+                    f"a leader serving it after {self._settings.request_timeout_ms} ms; check "
+                    "the broker's log (`bus kafka status`), then run `bus topics apply` again"
+                )
+            await asyncio.sleep(0.05)  # a leader takes over within milliseconds
+
+    async def wait_for_group_coordinator(self, group_id: str) -> None:
+        """Wait until the broker names a coordinator for ``group_id``.
+
+        On a new cluster the first such question makes the broker create its offsets topic;
+        until that has leaders, consumer groups get ``GroupCoordinatorNotAvailable`` and retry.
+        Bounded by ``BUS_REQUEST_TIMEOUT_MS``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.request_timeout_ms / 1000
+        while True:
+            try:
+                await bounded(
+                    self._client.find_coordinator(group_id), self._settings.request_timeout_ms,
+                    f"Finding the coordinator of group {group_id}", timeout_error=KafkaError,
+                )  # fmt: skip
+                return
+            except KafkaError as exc:
+                retriable = isinstance(exc.__cause__, _AioKafkaError) and exc.__cause__.retriable
+                if not retriable or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(0.05)
+
+    async def _served(self, partitions: dict[str, int]) -> set[str]:
+        """The topics among ``partitions`` whose every partition's leader serves it now."""
+        described = await bounded(
+            self._client.describe_topics(sorted(partitions)), self._settings.request_timeout_ms,
+            "Reading the leaders of new topics", timeout_error=KafkaError,
+        )  # fmt: skip
+        led: set[str] = set()
+        by_leader: dict[int, dict[str, list[tuple[int, int]]]] = {}
+        for topic in described:
+            name, found = topic["topic"], topic["partitions"]
+            if topic["error_code"] or len(found) < partitions.get(name, 0):
+                continue
+            if any(p["error_code"] or p["leader"] < 0 for p in found):
+                continue
+            led.add(name)
+            for p in found:  # -1: the latest offset, which only the serving leader knows
+                by_leader.setdefault(p["leader"], {}).setdefault(name, []).append(
+                    (p["partition"], -1)
+                )
+        refused: set[str] = set()
+        for leader, topics in by_leader.items():
+            response = await bounded(
+                self._client._send_request_to_node(
+                    leader, OffsetRequest(-1, 0, list(topics.items()))
+                ),
+                self._settings.request_timeout_ms, "Asking the leaders of new topics",
+                timeout_error=KafkaError,
+            )  # fmt: skip
+            for name, answers in response.topics:
+                if any(error_code for _, error_code, *_ in answers):
+                    refused.add(name)
+        return led - refused

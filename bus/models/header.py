@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Self
 
 from pydantic import Field, model_validator
 
@@ -81,7 +81,7 @@ class AlertHeader(Record):
     tlp: Tlp
     handling_codes: list[HandlingCode] = Field(default_factory=list)
     source_reliability: SourceReliability
-    information_accuracy: Annotated[Int32, Field(ge=1, le=4)]
+    information_accuracy: Int32 = Field(ge=1, le=4)
     expires_at: UtcDatetime | None = None
     explicit_recipients: list[str] = Field(default_factory=list)
 

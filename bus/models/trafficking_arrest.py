@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from bus.models._common import CountryCode, Int32, UtcDatetime
+from bus.models._common import INT32_RANGE, CountryCode, Int32, UtcDatetime
 from bus.models.base import Alert
 from bus.models.person import PersonRef
 
@@ -26,5 +26,5 @@ class TraffickingArrest(Alert):
     victim_nationalities: list[CountryCode] = Field(default_factory=list)
     route: list[CountryCode] = Field(default_factory=list)
     price_per_person_eur: float | None = Field(default=None, ge=0)
-    earlier_occasions: Int32 | None = Field(default=None, ge=0)
+    earlier_occasions: Annotated[int, Field(ge=0), INT32_RANGE] | None = None
     summary: str | None = None

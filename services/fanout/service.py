@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from bus.admin import FANOUT_GROUP
 from bus.agreements import Agreements, load_agreements
 from bus.audit import AuditChain
 from bus.codec import AlertCodec
@@ -91,7 +92,7 @@ class FanoutService:
             names=self.names, clock=clock,
         )  # fmt: skip
         self.instance, self.instances = instance, instances
-        self.group_id = f"{settings.topic_prefix}bus-fanout"
+        self.group_id = f"{settings.topic_prefix}{FANOUT_GROUP}"
         self.transactional_id = f"{settings.topic_prefix}bus-fanout-{instance}"
         self.stats = FanoutStats()
         self._max_batch = max_batch

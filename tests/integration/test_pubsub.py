@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from bus import (
     BusSettings,
@@ -18,6 +19,7 @@ from bus import (
     ValidationError,
 )
 from bus.errors import KafkaError
+from bus.kafka import read_to_end
 from bus.kafka.local import LocalKafka
 from bus.models import ALERT_TYPES
 from tests.conftest import unique
@@ -97,6 +99,59 @@ async def test_publish_returns_where_kafka_stored_it_with_contract_key_and_heade
     assert r.headers["bus-key-id"] == b"rs"
     assert len(r.headers["bus-signature"]) == 64
     assert "bus-redacted" not in r.headers
+
+
+async def test_publish_many_reports_where_a_consumer_finds_each_alert(
+    settings: BusSettings, country_keys: Path
+) -> None:
+    # Many keys over two topics of five partitions, and batches small enough that each
+    # partition gets several: every reported (topic, partition, offset) holds exactly that alert.
+    settings = prefixed(settings).model_copy(update={"max_batch_size_bytes": 16 * 1024})
+    kinds = ("trafficking-arrest", "irregular-crossing")
+    topics = [settings.topics.ingress("rs", kind) for kind in kinds]
+    await create_topics(settings, *topics, partitions=5)
+    alerts = [make_alert(kinds[i % 2], "rs", case_ref=f"RS-CASE-{i % 37}") for i in range(600)]
+    async with Publisher(settings, origin="rs") as pub:
+        results = await pub.publish_many(alerts)
+
+    assert [r.alert_id for r in results] == [a.alert_id for a in alerts]
+    stored = {
+        (topic, record.partition, record.offset): record
+        for topic in topics
+        for record in await read_to_end(settings, topic)
+    }
+    assert len(stored) == len(alerts)  # nothing more was written, nothing twice
+    for alert, result in zip(alerts, results, strict=True):
+        record = stored[(result.topic, result.partition, result.offset)]
+        assert dict(record.headers)["bus-alert-id"] == str(alert.alert_id).encode()
+        assert record.key == alert.record_key
+        assert result.topic == settings.topics.ingress("rs", alert.alert_type)
+        # The partition aiokafka's default partitioner gives the key, as with send().
+        assert result.partition == DefaultPartitioner()(alert.record_key, list(range(5)), [])
+    assert len({(r.topic, r.partition) for r in results}) == 10  # every partition of both
+    per_partition = Counter((r.topic, r.partition) for r in results)
+    assert max(per_partition.values()) * 900 > 16 * 1024  # several batches in some partition
+    # One case keeps its order: a key's offsets grow in the order its alerts were given.
+    by_key: dict[bytes, list[int]] = {}
+    for alert, result in zip(alerts, results, strict=True):
+        by_key.setdefault(alert.record_key, []).append(result.offset)
+    assert all(offsets == sorted(offsets) for offsets in by_key.values())
+
+
+async def test_publish_many_sends_nothing_when_one_alert_is_too_large_for_kafka(
+    settings: BusSettings, country_keys: Path
+) -> None:
+    settings = prefixed(settings)
+    topic = settings.topics.ingress("rs", "trafficking-arrest")
+    await create_topics(settings, topic)
+    small = make_alert("trafficking-arrest", "rs")
+    huge = make_alert("trafficking-arrest", "rs").model_copy(update={"summary": "x" * 3_000_000})
+    async with Publisher(settings, origin="rs") as pub:
+        with pytest.raises(KafkaError, match=rf"{huge.alert_id} is \d+ bytes.*Nothing"):
+            await pub.publish_many([small, huge])
+        assert await read_to_end(settings, topic) == []
+        [result] = await pub.publish_many([small])  # the publisher is still usable
+    assert result.offset == 0
 
 
 async def test_publisher_refuses_another_countrys_alert_and_invalid_input(

@@ -22,7 +22,7 @@ import fastavro.schema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import AfterValidator, BaseModel
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 
@@ -114,8 +114,8 @@ def _int_range(annotation: Any) -> AvroIntRange | None:
     # Int32 inside Annotated[Int32, Field(ge=1, le=4)] is itself an Annotated: look at every level.
     while typing.get_origin(annotation) is typing.Annotated:
         for meta in annotation.__metadata__:
-            if isinstance(meta, AfterValidator) and isinstance(meta.func, AvroIntRange):
-                return meta.func
+            if isinstance(meta, AvroIntRange):
+                return meta
         annotation = typing.get_args(annotation)[0]
     return None
 

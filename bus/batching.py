@@ -1,0 +1,91 @@
+"""Records laid out in producer batches per partition, so a publisher sends a batch, not a record.
+
+    batches = PartitionBatches(producer.create_batch)
+    batches.add_topic("ingress.rs.x", [0, 1, 2])
+    for record in records:
+        batches.add(record.topic, record.key, record.value, record.headers)
+    ...  # send each of batches.by_partition() with producer.send_batch, in order
+    offset = batches.offset(i, base_offsets)  # where record i landed, once acknowledged
+
+``AIOKafkaProducer.send`` costs a coroutine, a future and a partitioner call per record; a
+``BatchBuilder`` filled here costs an append. The partition of a key is the one aiokafka's
+default partitioner (``DefaultPartitioner``: murmur2 of the key, as the Java client) picks, so
+a key lands on the same partition as with ``send``, and one case keeps its order. Kafka writes a
+batch whole at consecutive offsets, so record ``i`` of a batch is at the batch's base offset
+(what ``send_batch``'s future resolves to) plus ``i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from aiokafka.partitioner import DefaultPartitioner
+
+_partitioner = DefaultPartitioner()
+
+
+class Placement(NamedTuple):
+    """Where a record was put: topic, partition, batch (of that partition), position in it."""
+
+    topic: str
+    partition: int
+    batch: int
+    position: int
+
+
+def partition_for(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition aiokafka's default partitioner picks for ``key`` among ``partitions``."""
+    partition: int = _partitioner(key, partitions, partitions)
+    return partition
+
+
+class PartitionBatches:
+    """Builder batches per (topic, partition), filled in order; full ones are closed."""
+
+    def __init__(self, create_batch: Callable[[], Any]) -> None:
+        self._create_batch = create_batch
+        self._partitions: dict[str, list[int]] = {}
+        self._batches: dict[tuple[str, int], list[Any]] = {}
+        self.placements: list[Placement] = []
+
+    def knows(self, topic: str) -> bool:
+        return topic in self._partitions
+
+    def add_topic(self, topic: str, partitions: Iterable[int]) -> None:
+        """The partitions records for ``topic`` are spread over (by key)."""
+        # Sorted by partition id, as aiokafka's producer hands them to its partitioner.
+        self._partitions[topic] = sorted(partitions)
+
+    def add(
+        self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """Append one record to the open batch of its partition (a new one when that is full)."""
+        partition = partition_for(key, self._partitions[topic])
+        batches = self._batches.setdefault((topic, partition), [])
+        if not batches or (index := self._append(batches[-1], key, value, headers)) is None:
+            batches.append(self._create_batch())
+            index = self._append(batches[-1], key, value, headers)
+            if index is None:  # an empty batch takes any one record; never reached
+                raise RuntimeError(f"an empty producer batch refused a record for {topic}")
+        self.placements.append(Placement(topic, partition, len(batches) - 1, index))
+
+    @staticmethod
+    def _append(
+        batch: Any, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> int | None:
+        index: int = batch.record_count()
+        if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+            return None
+        return index
+
+    def by_partition(self) -> dict[tuple[str, int], list[Any]]:
+        """The batches of each (topic, partition), in the order their records were added, closed."""
+        for batches in self._batches.values():
+            for batch in batches:
+                batch.close()
+        return self._batches
+
+    def offsets(self, base_offsets: Mapping[tuple[str, int], Sequence[int]]) -> list[int]:
+        """The offset of every record, in the order added, from each batch's base offset."""
+        return [base_offsets[(p.topic, p.partition)][p.batch] + p.position for p in self.placements]
