@@ -94,6 +94,12 @@ class BusProducer(AIOKafkaProducer):  # type: ignore[misc]
     async def send_batch(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         return self._translated(await super().send_batch(*args, **kwargs))
 
+    async def partitions_for(self, topic: str) -> Any:
+        # Batching producers (publish_many, the fan-out) learn a topic's partitions first: a
+        # topic the principal may not write is refused here, before anything is sent.
+        with _denials(self.bus_settings, "WRITE"):
+            return await super().partitions_for(topic)
+
     async def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> None:
         with _denials(self.bus_settings, "READ"):
             await super().send_offsets_to_transaction(*args, **kwargs)
