@@ -35,7 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-kafka_app = typer.Typer(help="Run a local single-node Kafka broker (KRaft) without Docker.")
+kafka_app = typer.Typer(help="Run a local Kafka broker or cluster (KRaft) without Docker.")
 keys_app = typer.Typer(help="Ed25519 signing keys.")
 schemas_app = typer.Typer(help="The Avro schemas (the contract with partners).")
 topics_app = typer.Typer(help="Kafka topics of the bus.")
