@@ -340,8 +340,15 @@ class LocalKafka:
 
 
 def _kafka_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool).
+
+    Never one that starts with '-', which the storage tool would read as an option (Kafka's
+    own ``Uuid.randomUuid`` draws again for the same reason): one start in 64 failed so.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _alive(pid: int) -> bool:
