@@ -11,7 +11,7 @@ from bus.errors import BusError
 from bus.kafka import Admin, bounded, make_producer, read_to_end, stop_client
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
-from bus.topics import bus_topic_specs
+from bus.topics import bus_topic_specs, replication_for
 
 #: The fan-out's consumer group (after the topic prefix), whose offsets the cluster must hold.
 FANOUT_GROUP = "bus-fanout"
@@ -25,27 +25,32 @@ async def apply_topics(
     """Create every missing topic, then (re)publish every schema; return (created, total).
 
     Partner inboxes are created for ``partners``, or by default for every partner of the
-    agreements file (``BUS_AGREEMENTS``) when it exists. Returns once every partition of the
-    topics created has a leader serving it, and the fan-out's consumer group a coordinator, so
-    that nothing started next meets a cluster still settling (and its client's retry warnings).
+    agreements file (``BUS_AGREEMENTS``) when it exists. Topics get the replication the
+    cluster can give (``replication_for``) unless ``BUS_TOPIC_REPLICATION_FACTOR`` is set.
+    Returns once every partition of the topics created has a leader serving it, and the
+    fan-out's consumer group a coordinator, so that nothing started next meets a cluster still
+    settling (and its client's retry warnings).
     """
     registry = SchemaRegistry.load(settings.schemas_dir)
     if partners is None:
         partners = ()
         if settings.agreements.exists():
             partners = load_agreements(settings.agreements, schemas=registry).partners
-    specs = bus_topic_specs(
-        settings.topics,
-        countries=settings.countries,
-        alert_types=registry.alert_types,
-        partners=partners,
-        partitions=settings.topic_partitions,
-        replication_factor=settings.topic_replication_factor,
-        ingress_retention_ms=settings.ingress_retention_ms,
-        dlq_retention_ms=settings.dlq_retention_ms,
-        audit_retention_ms=settings.audit_retention_ms,
-    )
     async with Admin(settings) as admin:
+        brokers = await admin.broker_count() if settings.topic_replication_factor is None else 0
+        replicas, min_isr = replication_for(brokers, settings.topic_replication_factor)
+        specs = bus_topic_specs(
+            settings.topics,
+            countries=settings.countries,
+            alert_types=registry.alert_types,
+            partners=partners,
+            partitions=settings.topic_partitions,
+            replication_factor=replicas,
+            min_insync_replicas=min_isr,
+            ingress_retention_ms=settings.ingress_retention_ms,
+            dlq_retention_ms=settings.dlq_retention_ms,
+            audit_retention_ms=settings.audit_retention_ms,
+        )
         created = await admin.ensure_topics(specs)
         await admin.wait_for_group_coordinator(f"{settings.topic_prefix}{FANOUT_GROUP}")
     await publish_schemas(settings, registry)

@@ -1,6 +1,7 @@
 """``bus``: the one command line for everything an operator or a national system does.
 
 bus kafka start                       # local single-node broker (no Docker needed)
+bus kafka start --nodes 3             # local three-node cluster (RF 3, min ISR 2)
 bus kafka start --secure              # … with TLS, SCRAM logins and ACLs; prints `export` lines
 bus access apply                      # users and ACLs on the broker follow the agreements file
 bus access kit europol --out kit/     # what a partner needs to connect with any Kafka client
@@ -34,7 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-kafka_app = typer.Typer(help="Run a local single-node Kafka broker (KRaft) without Docker.")
+kafka_app = typer.Typer(help="Run a local Kafka broker or cluster (KRaft) without Docker.")
 keys_app = typer.Typer(help="Ed25519 signing keys.")
 schemas_app = typer.Typer(help="The Avro schemas (the contract with partners).")
 topics_app = typer.Typer(help="Kafka topics of the bus.")
@@ -100,6 +101,13 @@ def kafka_start(
     secure: bool = typer.Option(
         False, "--secure", help="SASL_SSL logins, TLS and ACLs (also BUS_KAFKA_SECURE=true)."
     ),
+    nodes: int = typer.Option(
+        1,
+        "--nodes",
+        min=1,
+        help="Nodes: 1 for one broker, 3 for a cluster (RF 3, min ISR 2) on consecutive ports "
+        "from BUS_KAFKA_PORT. Again, it restarts a node that died.",
+    ),
 ) -> None:
     """Fetch (once), format (once) and start the local broker; print its bootstrap address.
 
@@ -111,6 +119,9 @@ def kafka_start(
     settings = _settings()
     if secure:
         settings = settings.model_copy(update={"kafka_secure": True})
+    if nodes > 1:
+        _cluster_start(settings, nodes)
+        return
     broker = LocalKafka(settings)
     before = broker.status()
     if not before.running:
@@ -128,21 +139,52 @@ def kafka_start(
     out.print(f"export BUS_CREDENTIALS_DIR={settings.credentials_dir}", highlight=False)
 
 
+def _cluster_start(settings: BusSettings, nodes: int) -> None:
+    from bus.kafka.cluster import LocalCluster
+
+    cluster = LocalCluster(settings, nodes=nodes)
+    down = [n.node_id for n in cluster.status().nodes if not n.running]
+    if down:
+        err.print(f"Starting Apache Kafka {cluster.version} node(s) {_ids(down)} of {nodes} "
+                  f"(data in {cluster.data_dir}) …")  # fmt: skip
+    status = cluster.start()
+    for node in status.nodes:
+        note = "started" if node.node_id in down else "already running"
+        err.print(f"node {node.node_id}: {note} (pid {node.pid}) on {node.bootstrap_server}")
+    out.print(status.bootstrap_servers, highlight=False)
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(str(i) for i in ids)
+
+
 @kafka_app.command("stop")
 def kafka_stop() -> None:
-    """Stop the local broker cleanly; its data stays for the next start."""
+    """Stop the local broker, or every node of the local cluster; the data stays."""
+    from bus.kafka.cluster import LocalCluster, cluster_node_count
     from bus.kafka.local import LocalKafka
 
-    stopped = LocalKafka(_settings()).stop()
+    settings = _settings()
+    stopped = LocalKafka(settings).stop()
+    nodes = cluster_node_count(settings.kafka_data_dir)
+    if nodes is not None:
+        plain = settings.model_copy(update={"kafka_secure": False})  # a cluster is never secure
+        stopped = LocalCluster(plain, nodes=nodes).stop() or stopped
     err.print("Kafka stopped." if stopped else "Kafka was not running.")
 
 
 @kafka_app.command("status")
 def kafka_status() -> None:
-    """Say whether the local broker runs, where, and with which data directory."""
+    """Say whether the local broker (or each node of the cluster) runs, where, with which data."""
+    from bus.kafka.cluster import cluster_node_count
     from bus.kafka.local import LocalKafka
 
-    status = LocalKafka(_settings()).status()
+    settings = _settings()
+    status = LocalKafka(settings).status()
+    nodes = cluster_node_count(settings.kafka_data_dir)
+    if nodes is not None and not status.running:
+        _cluster_status(settings, nodes)
+        return
     state = f"running (pid {status.pid})" if status.running else "stopped"
     if status.secure:
         state += f", secure (administrator: {status.client_config})"
@@ -150,6 +192,22 @@ def kafka_status() -> None:
     out.print(f"bootstrap: {status.bootstrap_servers}", highlight=False)
     out.print(f"data dir:  {status.data_dir}", highlight=False)
     if not status.running:
+        raise typer.Exit(code=3)
+
+
+def _cluster_status(settings: BusSettings, nodes: int) -> None:
+    from bus.kafka.cluster import LocalCluster
+
+    cluster = LocalCluster(settings.model_copy(update={"kafka_secure": False}), nodes=nodes)
+    status = cluster.status()
+    live = sum(node.running for node in status.nodes)
+    out.print(f"kafka {status.version}: cluster of {nodes} nodes, {live} running", highlight=False)
+    for node in status.nodes:
+        state = f"running (pid {node.pid})" if node.running else "stopped"
+        out.print(f"node {node.node_id}: {state} on {node.bootstrap_server}", highlight=False)
+    out.print(f"bootstrap: {status.bootstrap_servers}", highlight=False)
+    out.print(f"data dir:  {status.data_dir}", highlight=False)
+    if live < nodes:
         raise typer.Exit(code=3)
 
 

@@ -95,6 +95,26 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+#: Replicas a topic gets by default: enough to lose one node of three and still accept
+#: acks=all writes (with ``min.insync.replicas`` 2), and no more than the cluster has.
+MAX_DEFAULT_REPLICAS = 3
+
+
+def replication_for(brokers: int, explicit: int | None = None) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of ``brokers`` brokers.
+
+    An explicit factor (``BUS_TOPIC_REPLICATION_FACTOR``) wins; otherwise the cluster gives
+    ``min(3, brokers)``. From three replicas on, a write needs two of them.
+
+    >>> replication_for(1), replication_for(3), replication_for(5), replication_for(5, 2)
+    ((1, 1), (3, 2), (3, 2), (2, 1))
+    """
+    if brokers < 1 and explicit is None:
+        raise ValueError(f"A cluster of {brokers} brokers cannot hold a topic: expected 1 or more")
+    replicas = explicit if explicit is not None else min(MAX_DEFAULT_REPLICAS, brokers)
+    return replicas, 2 if replicas >= 3 else 1
+
+
 def bus_topic_specs(
     names: TopicNames,
     *,
@@ -103,30 +123,33 @@ def bus_topic_specs(
     partners: Iterable[str] = (),
     partitions: int,
     replication_factor: int,
+    min_insync_replicas: int = 1,
     ingress_retention_ms: int,
     dlq_retention_ms: int,
     audit_retention_ms: int,
 ) -> list[TopicSpec]:
     """Every topic: ingress per country and type, partner inboxes, dlq, audit, schemas."""
     types = sorted(alert_types)
+    isr = {"min.insync.replicas": str(min_insync_replicas)}
     specs = [
         TopicSpec(names.ingress(cc, t), partitions, replication_factor,
-                  {"retention.ms": str(ingress_retention_ms)})
+                  {"retention.ms": str(ingress_retention_ms)} | isr)
         for cc in sorted(set(countries)) for t in types
     ]  # fmt: skip
     specs += [
         TopicSpec(names.inbox(p), partitions, replication_factor,
-                  {"retention.ms": str(ingress_retention_ms)})
+                  {"retention.ms": str(ingress_retention_ms)} | isr)
         for p in sorted(set(partners))
     ]  # fmt: skip
     specs += [
         TopicSpec(names.dlq, partitions, replication_factor,
-                  {"retention.ms": str(dlq_retention_ms)}),
+                  {"retention.ms": str(dlq_retention_ms)} | isr),
         # One partition keeps the audit a single hash chain in one order.
-        TopicSpec(names.audit, 1, replication_factor, {"retention.ms": str(audit_retention_ms)}),
+        TopicSpec(names.audit, 1, replication_factor,
+                  {"retention.ms": str(audit_retention_ms)} | isr),
         TopicSpec(names.schemas, 1, replication_factor,
-                  {"cleanup.policy": "compact", "retention.ms": "-1"}),
+                  {"cleanup.policy": "compact", "retention.ms": "-1"} | isr),
         TopicSpec(names.fanout_state, partitions, replication_factor,
-                  {"cleanup.policy": "compact", "retention.ms": "-1"}),
+                  {"cleanup.policy": "compact", "retention.ms": "-1"} | isr),
     ]  # fmt: skip
     return specs

@@ -2,8 +2,9 @@
 
 ``bus.kafka.clients`` builds producers and consumers from settings and bounds every call;
 ``bus.kafka.admin`` administers topics; ``bus.kafka.local`` runs a local KRaft broker from the
-Maven jars (``bus.kafka.secure`` makes it secure); ``bus.kafka.security`` turns the settings
-into client credentials and ``bus.kafka.diagnose`` says why a connection or request was refused.
+Maven jars (``bus.kafka.secure`` makes it secure) and ``bus.kafka.cluster`` a cluster of them;
+``bus.kafka.security`` turns the settings into client credentials and ``bus.kafka.diagnose``
+says why a connection or request was refused.
 Everything else in the bus talks to Kafka through these names.
 """
 

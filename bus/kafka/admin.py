@@ -65,6 +65,14 @@ class Admin:
         )  # fmt: skip
         return set(topics)
 
+    async def broker_count(self) -> int:
+        """How many brokers the cluster has now (its metadata, one request)."""
+        cluster = await bounded(
+            self._client.describe_cluster(), self._settings.request_timeout_ms,
+            "Describing the cluster", timeout_error=KafkaError,
+        )  # fmt: skip
+        return len(cluster["brokers"])
+
     async def committed_offsets(self, group_id: str) -> dict[TopicPartition, int]:
         """The committed offset of every partition of ``group_id`` (one request)."""
         offsets = await bounded(

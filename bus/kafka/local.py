@@ -130,11 +130,7 @@ class LocalKafka:
         current = self.status()
         if current.running:
             return current
-        if _port_open(self.port):
-            raise KafkaLocalError(
-                f"Port {self.port} is taken by another process, not by the broker in "
-                f"{self.data_dir}. Stop it, or set BUS_KAFKA_PORT to a free port."
-            )
+        self.check_port_free()
         self.ensure_jars()
         java = self._java()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -144,18 +140,17 @@ class LocalKafka:
         self._format_once(java)
         if self.secure:
             self._secure.admin_config(formatting=False)  # the port may have changed
-        log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        with self.log_file.open("ab") as log:
-            proc = subprocess.Popen(
-                [*self._java_cmd(java), "kafka.Kafka", str(self._config_file)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # survives the CLI that started it
-            )
-        self._pid_file.write_text(str(proc.pid))
+        proc, log_offset = self._launch(java)
         self._wait_ready(proc, log_offset)
         return self.status()
+
+    def check_port_free(self) -> None:
+        """Fail, naming the port and the setting, when another process holds the client port."""
+        if _port_open(self.port):
+            raise KafkaLocalError(
+                f"Port {self.port} is taken by another process, not by the broker in "
+                f"{self.data_dir}. Stop it, or set BUS_KAFKA_PORT to a free port."
+            )
 
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL after ``timeout_s``). True if it ran."""
@@ -232,7 +227,8 @@ class LocalKafka:
                 f"if the other broker runs), or delete {self.data_dir} to start afresh."
             )
 
-    def _write_config(self) -> None:
+    def _properties(self) -> dict[str, str]:
+        """The broker's server.properties, as a mapping (a cluster node adds its own)."""
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -257,16 +253,21 @@ class LocalKafka:
         }
         if self.secure:
             props |= self._secure.properties(self.port, self.controller_port)
+        return props
+
+    def _write_config(self) -> None:
+        props = self._properties()
         text = "".join(f"{k}={v}\n" for k, v in props.items())
         if self.secure:  # it holds the broker's own passwords
             write_private(self._config_file, text.encode())
         else:
             self._config_file.write_text(text)
 
-    def _format_once(self, java: str) -> None:
+    def _format_once(self, java: str, cluster_id: str | None = None) -> None:
+        """Format the storage unless it is; the nodes of one cluster share ``cluster_id``."""
         if (self._log_dirs / "meta.properties").exists():
             return
-        cluster_id = _kafka_cluster_id()
+        cluster_id = cluster_id or _kafka_cluster_id()
         extra: list[str] = []
         if self.secure:
             extra = self._secure.format_args(self._secure.admin_config(formatting=True))
@@ -281,6 +282,20 @@ class LocalKafka:
                 f"{(proc.stdout + proc.stderr).strip()[-1000:]}"
             )
         self._mode_file.write_text("secure\n" if self.secure else "plain\n")
+
+    def _launch(self, java: str) -> tuple[subprocess.Popen[bytes], int]:
+        """Start the JVM in its own session; return it and where this start's log begins."""
+        log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                [*self._java_cmd(java), "kafka.Kafka", str(self._config_file)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # survives the CLI that started it
+            )
+        self._pid_file.write_text(str(proc.pid))
+        return proc, log_offset
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], log_offset: int) -> None:
         deadline = time.monotonic() + self._settings.kafka_start_timeout_ms / 1000
@@ -325,8 +340,15 @@ class LocalKafka:
 
 
 def _kafka_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool).
+
+    Never one that starts with '-', which the storage tool would read as an option (Kafka's
+    own ``Uuid.randomUuid`` draws again for the same reason): one start in 64 failed so.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _alive(pid: int) -> bool:

@@ -35,7 +35,7 @@ from bus.models import Alert, LookupAnswer
 from bus.models._common import to_epoch_millis
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
-from bus.topics import TopicSpec
+from bus.topics import TopicSpec, replication_for
 from services.index.lookup import LookupEngine, LookupOutcome, LookupRefused, parse_request
 from services.index.responder import Responder
 from services.index.settings import (
@@ -109,19 +109,23 @@ class IndexService:
         agreement may ask too: it gets no-hit for every token, as if the index were empty."""
         s, prefix = self.settings, self.settings.topic_prefix
         requesters = sorted(self.agreements.partners)
+        async with Admin(s) as admin:
+            brokers = await admin.broker_count() if s.topic_replication_factor is None else 0
+        replicas, min_isr = replication_for(brokers, s.topic_replication_factor)
+        isr = {"min.insync.replicas": str(min_isr)}
         specs = [
-            TopicSpec(f(prefix, r), s.topic_partitions, s.topic_replication_factor)
+            TopicSpec(f(prefix, r), s.topic_partitions, replicas, dict(isr))
             for r in requesters
             for f in (lookup_requests_topic, lookup_answers_topic)
         ]
         # Hit notices go to the owners' inboxes (`bus topics apply` makes them too).
         specs += [
-            TopicSpec(s.topics.inbox(p), s.topic_partitions, s.topic_replication_factor,
-                      {"retention.ms": str(s.ingress_retention_ms)})
+            TopicSpec(s.topics.inbox(p), s.topic_partitions, replicas,
+                      {"retention.ms": str(s.ingress_retention_ms), **isr})
             for p in requesters
         ]  # fmt: skip
-        specs.append(TopicSpec(prefix + LOOKUP_AUDIT_TOPIC, 1, s.topic_replication_factor,
-                               {"retention.ms": str(s.audit_retention_ms)}))  # fmt: skip
+        specs.append(TopicSpec(prefix + LOOKUP_AUDIT_TOPIC, 1, replicas,
+                               {"retention.ms": str(s.audit_retention_ms), **isr}))  # fmt: skip
         async with Admin(s) as admin:
             await admin.ensure_topics(specs)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 
 from bus import BusSettings, KafkaLocalError
-from bus.kafka.local import LocalKafka
+from bus.kafka.local import LocalKafka, _kafka_cluster_id
 
 
 def test_without_java_or_maven_the_message_names_both_ways(
@@ -38,3 +39,9 @@ def test_a_data_directory_keeps_the_security_it_was_formatted_with(tmp_path: Pat
     with pytest.raises(KafkaLocalError, match=r"formatted plain.*asks for a secure broker"):
         LocalKafka(secure).start()
     assert not LocalKafka(secure).status().secure
+
+
+def test_a_cluster_id_never_starts_like_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    draws = iter([uuid.UUID(bytes=b"\xfb" + bytes(15)), uuid.UUID(bytes=bytes(16))])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    assert _kafka_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"  # the first draw gave '-wAA…'

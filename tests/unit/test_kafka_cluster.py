@@ -1,0 +1,104 @@
+"""A local cluster's configuration: one quorum, a port and a directory per node, RF 3, min ISR 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bus import BusSettings, KafkaLocalError
+from bus.kafka.cluster import ClusterNode, LocalCluster, cluster_node_count, node_ports
+from bus.topics import TopicNames, bus_topic_specs, replication_for
+
+
+def _settings(tmp_path: Path, **kw: object) -> BusSettings:
+    return BusSettings(**{"kafka_data_dir": tmp_path, "kafka_port": 19092, **kw})  # type: ignore[arg-type]
+
+
+def test_ports_are_consecutive_clients_first_then_controllers() -> None:
+    assert [node_ports(9092, 3, i) for i in (1, 2, 3)] == [(9092, 9095), (9093, 9096), (9094, 9097)]
+
+
+def test_every_node_has_its_own_id_ports_and_directory_and_all_share_one_quorum(
+    tmp_path: Path,
+) -> None:
+    cluster = LocalCluster(_settings(tmp_path), nodes=3)
+    props = [node._properties() for node in cluster.nodes]
+
+    assert [p["node.id"] for p in props] == ["1", "2", "3"]
+    voters = "1@127.0.0.1:19095,2@127.0.0.1:19096,3@127.0.0.1:19097"
+    assert {p["controller.quorum.voters"] for p in props} == {voters}
+    assert [p["listeners"] for p in props] == [
+        f"PLAINTEXT://127.0.0.1:{19092 + i},CONTROLLER://127.0.0.1:{19095 + i}" for i in range(3)
+    ]
+    assert [p["advertised.listeners"] for p in props] == [
+        f"PLAINTEXT://127.0.0.1:{19092 + i}" for i in range(3)
+    ]
+    assert [p["log.dirs"] for p in props] == [
+        str(tmp_path / f"node-{i}" / "logs") for i in (1, 2, 3)
+    ]
+    assert cluster.bootstrap_servers == "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
+
+
+def test_topics_and_internal_topics_have_three_replicas_and_need_two(tmp_path: Path) -> None:
+    props = ClusterNode(_settings(tmp_path), node_id=2, nodes=3)._properties()
+    assert props["process.roles"] == "broker,controller"
+    for key in ("default.replication.factor", "offsets.topic.replication.factor",
+                "transaction.state.log.replication.factor"):  # fmt: skip
+        assert props[key] == "3", key
+    assert props["min.insync.replicas"] == "2"
+    assert props["transaction.state.log.min.isr"] == "2"
+
+
+def test_a_two_node_cluster_replicates_twice_and_needs_one(tmp_path: Path) -> None:
+    props = ClusterNode(_settings(tmp_path), node_id=1, nodes=2)._properties()
+    assert props["offsets.topic.replication.factor"] == "2"
+    assert props["min.insync.replicas"] == "1"
+
+
+def test_a_secure_cluster_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    with pytest.raises(KafkaLocalError, match=r"secure local cluster is not supported.*--secure"):
+        LocalCluster(_settings(tmp_path, kafka_secure=True), nodes=3)
+
+
+def test_one_node_is_not_a_cluster(tmp_path: Path) -> None:
+    with pytest.raises(KafkaLocalError, match="at least 2 nodes"):
+        LocalCluster(_settings(tmp_path), nodes=1)
+
+
+def test_a_cluster_never_started_is_stopped_on_every_node(tmp_path: Path) -> None:
+    status = LocalCluster(_settings(tmp_path, kafka_port=1), nodes=3).status()
+    assert not status.running
+    assert [(n.node_id, n.running, n.pid) for n in status.nodes] == [
+        (1, False, None), (2, False, None), (3, False, None),
+    ]  # fmt: skip
+    assert cluster_node_count(tmp_path) is None
+
+
+def test_the_cluster_id_is_shared_and_the_node_count_kept(tmp_path: Path) -> None:
+    first = LocalCluster(_settings(tmp_path), nodes=3)._cluster_id()
+    assert LocalCluster(_settings(tmp_path), nodes=3)._cluster_id() == first
+    assert cluster_node_count(tmp_path) == 3
+    with pytest.raises(KafkaLocalError, match=r"formatted with 3 nodes.*asks for 5"):
+        LocalCluster(_settings(tmp_path), nodes=5)._cluster_id()
+
+
+@pytest.mark.parametrize(
+    ("brokers", "explicit", "expected"),
+    [(1, None, (1, 1)), (2, None, (2, 1)), (3, None, (3, 2)), (7, None, (3, 2)),
+     (3, 1, (1, 1)), (0, 3, (3, 2))],
+)  # fmt: skip
+def test_replication_follows_the_cluster_unless_set(
+    brokers: int, explicit: int | None, expected: tuple[int, int]
+) -> None:
+    assert replication_for(brokers, explicit) == expected
+
+
+def test_every_bus_topic_carries_its_min_insync_replicas() -> None:
+    specs = bus_topic_specs(
+        TopicNames(), countries=["rs"], alert_types=["readmission"], partners=["europol"],
+        partitions=3, replication_factor=3, min_insync_replicas=2,
+        ingress_retention_ms=1, dlq_retention_ms=1, audit_retention_ms=-1,
+    )  # fmt: skip
+    assert {s.replication_factor for s in specs} == {3}
+    assert {s.config["min.insync.replicas"] for s in specs} == {"2"}
