@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
+import pydantic
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -17,6 +18,8 @@ from pydantic import (
     WrapSerializer,
 )
 from pydantic_core import CoreSchema, core_schema
+
+from bus.errors import ValidationError
 
 # The rules below that pydantic-core can check itself (country codes, Avro int ranges) are
 # core schemas, not Python validators: an alert is validated without calling back into Python
@@ -217,3 +220,37 @@ class Record(BaseModel):
         # pydantic-core is several times faster than walking the model in Python.
         record: dict[str, Any] = self.model_dump(mode="json", context=_AVRO_CONTEXT)
         return record
+
+
+_R = TypeVar("_R", bound="Record")
+
+
+def validate_avro(model: type[_R], record: dict[str, Any], avro_name: str, hint: str = "") -> _R:
+    """``model`` built from a dict as fastavro's reader returns it.
+
+    Raises ``bus.errors.ValidationError`` naming the first field that does not fit; the message
+    leaves out the offending value, which may be personal data.
+    """
+    try:
+        return model.model_validate(record)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ValidationError(
+            f"{avro_name} record does not fit the model at {field or '<root>'!r}: "
+            f"{first['msg']} ({exc.error_count()} error(s) in all){hint}",
+            field=field or None,
+        ) from exc
+
+
+class ContractRecord(Record):
+    """A record type the bus itself writes (a notice, a lookup), beside the alert types."""
+
+    #: Kebab-case record type, as in ``schemas/<record_type>/`` and the ``bus-type`` header.
+    record_type: ClassVar[str]
+    #: Full name of the Avro record, e.g. ``eu.balkanalertbus.WithdrawalNotice``.
+    avro_name: ClassVar[str]
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> Self:
+        return validate_avro(cls, record, cls.avro_name)

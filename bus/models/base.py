@@ -5,10 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar, Self
 
-import pydantic
-
-from bus.errors import ValidationError
-from bus.models._common import Record
+from bus.models._common import Record, validate_avro
 from bus.models.header import AlertHeader
 
 
@@ -37,18 +34,8 @@ class Alert(Record):
 
         Raises ``bus.errors.ValidationError`` naming the first field that does not fit.
         """
-        try:
-            return cls.model_validate(record)
-        except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"])
-            # The message leaves out the offending value: it may be personal data.
-            raise ValidationError(
-                f"{cls.avro_name} record does not fit the model at {field or '<root>'!r}: "
-                f"{first['msg']} ({exc.error_count()} error(s) in all); check that the writer "
-                f"used schemas/{cls.alert_type}/",
-                field=field or None,
-            ) from exc
+        hint = f"; check that the writer used schemas/{cls.alert_type}/"
+        return validate_avro(cls, record, cls.avro_name, hint)
 
     @property
     def alert_id(self) -> uuid.UUID:

@@ -15,13 +15,11 @@ import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, ClassVar, Self
 
-import pydantic
 from pydantic import AfterValidator, Field
 
-from bus.errors import ValidationError
-from bus.models._common import CountryCode, IsoDate, Record, UtcDatetime
+from bus.models._common import ContractRecord, CountryCode, IsoDate, Record, UtcDatetime
 
 #: An identity token as the adapters make it: ``it1.`` and 32 lower-case hex digits.
 TOKEN_PATTERN = re.compile(r"it1\.[0-9a-f]{32}")
@@ -52,25 +50,7 @@ IdentityToken = Annotated[str, AfterValidator(_token)]
 PartnerId = Annotated[str, AfterValidator(_partner)]
 
 
-class _Contract(Record):
-    record_type: ClassVar[str]
-    avro_name: ClassVar[str]
-
-    @classmethod
-    def from_avro(cls, record: dict[str, Any]) -> Self:
-        try:
-            return cls.model_validate(record)
-        except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"])
-            raise ValidationError(
-                f"{cls.avro_name} record does not fit the model at {field or '<root>'!r}: "
-                f"{first['msg']}",
-                field=field or None,
-            ) from exc
-
-
-class LookupRequest(_Contract):
+class LookupRequest(ContractRecord):
     """``schemas/lookup-request/v1.avsc``, field for field."""
 
     record_type: ClassVar[str] = "lookup-request"
@@ -101,7 +81,7 @@ class TokenResult(Record):
     hits: list[Hit]
 
 
-class LookupAnswer(_Contract):
+class LookupAnswer(ContractRecord):
     """``schemas/lookup-answer/v1.avsc``, field for field."""
 
     record_type: ClassVar[str] = "lookup-answer"
@@ -114,7 +94,7 @@ class LookupAnswer(_Contract):
     results: list[TokenResult]
 
 
-class HitNotice(_Contract):
+class HitNotice(ContractRecord):
     """``schemas/hit-notice/v1.avsc``, field for field."""
 
     record_type: ClassVar[str] = "hit-notice"

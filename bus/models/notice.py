@@ -14,12 +14,11 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import pydantic
 
-from bus.errors import ValidationError
-from bus.models._common import CountryCode, Record, UtcDatetime
+from bus.models._common import ContractRecord, CountryCode, UtcDatetime
 from bus.models.base import Alert
 
 #: Notice ids are UUIDv5 in this namespace over (origin, follow-up id, partner id).
@@ -33,10 +32,9 @@ class FollowUpType(StrEnum):
     CANCEL = "CANCEL"
 
 
-class WithdrawalNotice(Record):
+class WithdrawalNotice(ContractRecord):
     """``schemas/withdrawal-notice/v1.avsc``, field for field."""
 
-    #: Kebab-case record type, as in ``schemas/<record_type>/`` and the ``bus-type`` header.
     record_type: ClassVar[str] = "withdrawal-notice"
     avro_name: ClassVar[str] = "eu.balkanalertbus.WithdrawalNotice"
 
@@ -64,16 +62,3 @@ class WithdrawalNotice(Record):
             issued_at=header.issued_at,
             noticed_at=now,
         )
-
-    @classmethod
-    def from_avro(cls, record: dict[str, Any]) -> Self:
-        try:
-            return cls.model_validate(record)
-        except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"])
-            raise ValidationError(
-                f"{cls.avro_name} record does not fit the model at {field or '<root>'!r}: "
-                f"{first['msg']}",
-                field=field or None,
-            ) from exc
