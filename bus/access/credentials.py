@@ -93,15 +93,7 @@ class ClientConfig:
 
     @classmethod
     def parse(cls, text: str, source: Path) -> ClientConfig:
-        props: dict[str, str] = {}
-        for n, raw in enumerate(text.splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith(("#", "!")):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise ConfigError(f"{source}:{n}: expected 'name=value', got {line[:40]!r}")
-            props[key.strip()] = value.strip()
+        props = parse_properties(text, source)
         if "bootstrap.servers" not in props:
             raise ConfigError(f"{source}: no bootstrap.servers")
         ca = props.get("ssl.ca.location")
@@ -187,3 +179,17 @@ class CredentialStore:
             return
         for path in sorted(self.directory.glob("*.properties")):
             yield path.name.removesuffix(".properties")
+
+
+def parse_properties(text: str, source: Path) -> dict[str, str]:
+    """``name=value`` lines of a Java-style properties file; ``#`` and ``!`` start comments."""
+    props: dict[str, str] = {}
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{source}:{n}: expected 'name=value', got {line[:40]!r}")
+        props[key.strip()] = value.strip()
+    return props

@@ -61,10 +61,9 @@ class TlsMaterial:
 def ensure_tls(directory: Path) -> TlsMaterial:
     """Create the CA and the broker certificate once; later calls return the same files."""
     material = TlsMaterial(directory)
-    if material.exists():
-        ensure_private_dir(directory)
-        return material
     ensure_private_dir(directory)
+    if material.exists():
+        return material
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _ca_certificate(ca_key)
     broker_key = ec.generate_private_key(ec.SECP256R1())

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bus.access.credentials import parse_properties
 from bus.errors import KafkaLocalError
 from bus.kafka.local import LocalKafka, _alive, _kafka_cluster_id
 from bus.settings import BusSettings
@@ -240,7 +241,7 @@ class LocalCluster:
 
 def _read_properties(path: Path) -> dict[str, str]:
     try:
-        lines = path.read_text().splitlines()
+        text = path.read_text()
     except FileNotFoundError:
         return {}
-    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return parse_properties(text, path)

@@ -128,19 +128,6 @@ class AvroIntRange:
     low: int
     high: int
 
-    def __call__(self, value: int) -> int:
-        if value > self.high:
-            raise ValueError(
-                f"expected at most {self.high}, the largest Avro {self.avro_type}, got a larger "
-                "number"
-            )
-        if value < self.low:
-            raise ValueError(
-                f"expected at least {self.low}, the smallest Avro {self.avro_type}, got a smaller "
-                "number"
-            )
-        return value
-
     def __get_pydantic_core_schema__(
         self, source: type[Any], handler: GetCoreSchemaHandler
     ) -> CoreSchema:

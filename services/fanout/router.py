@@ -32,22 +32,12 @@ from bus.policy import Decision, decide
 from bus.redact import partner_copy
 from bus.topics import TopicNames
 from services.fanout.state import Routed, state_key, state_value
+from services.fanout.transaction import Output
 
 #: Dead-letter source and the stage of a refused follow-up or an undeliverable copy.
 SOURCE = "bus-fanout"
 STAGE_POLICY = "policy"
 STAGE_DELIVER = "deliver"
-
-
-@dataclass(frozen=True)
-class Output:
-    """One record to write; ``partner`` is set for a partner's copy or notice."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    partner: str | None = None
 
 
 @dataclass
@@ -133,38 +123,40 @@ class Router:
             out.outputs.append(self._audit(chain, base, None, "duplicate", reason))
             return out
 
-        refs = (
-            [str(r) for r in header.references] if header.msg_type is not MessageType.ALERT else []
-        )
-        foreign = {
-            r: sorted(routed.origins(r)) for r in refs if routed.recipients(origin, r) is None
-        }
-        foreign = {r: owners for r, owners in foreign.items() if owners}
+        held: dict[str, list[str]] = {}  # partner → the referenced alerts it received
+        unknown: list[str] = []  # references the bus has never routed
+        foreign: dict[str, list[str]] = {}  # references only other origins published
+        if header.msg_type is not MessageType.ALERT:
+            for ref in map(str, header.references):
+                recipients = routed.recipients(origin, ref)
+                if recipients is not None:
+                    for pid in recipients:
+                        held.setdefault(pid, []).append(ref)
+                elif owners := routed.origins(ref):
+                    foreign[ref] = sorted(owners)
+                else:
+                    unknown.append(ref)
         if foreign:
             return self._refuse(record, chain, base, foreign, out)
-        held: dict[str, list[str]] = {}  # partner → the referenced alerts it received
-        unknown = []
-        for ref in refs:
-            recipients = routed.recipients(origin, ref)
-            if recipients is None:
-                unknown.append(ref)
-            for pid in recipients or ():
-                held.setdefault(pid, []).append(ref)
-        unrouted = f"references alert(s) of {origin} the bus has not routed: {', '.join(unknown)}"
         if unknown:
             base["references_unknown"] = unknown
+            unrouted = (
+                f"references alert(s) of {origin} the bus has not routed: {', '.join(unknown)}"
+            )
 
         out.counts.alerts += 1
         decisions = decide(alert, self.agreements, referenced_recipients=frozenset(held), now=now)
         copies: dict[tuple[str, ...], tuple[bytes, list[tuple[str, bytes]]]] = {}
         delivered: list[str] = []
         noticed: list[str] = []
-        failed = dict(undeliverable or {})
+        failed = undeliverable or {}
+        gave_up: list[str] = []
         for decision in decisions:
             pid, inbox = decision.partner_id, self.names.inbox(decision.partner_id)
             outcome, reason, where = decision.outcome, decision.reason, None
             if decision.deliver and pid in failed:
                 outcome, reason = "failed", f"{failed[pid]}; the copy was not delivered"
+                gave_up.append(pid)
                 out.counts.failed += 1
             elif decision.deliver:
                 value, headers = self._copy(received, decision, copies)
@@ -199,8 +191,8 @@ class Router:
             self.names.fanout_state, state_key(origin, alert_id),
             state_value(origin, alert_id, received.alert_type, delivered, noticed), [],
         ))  # fmt: skip
-        if failed.keys() & {d.partner_id for d in decisions if d.deliver}:
-            reasons = "; ".join(f"{pid}: {why}" for pid, why in sorted(failed.items()))
+        if gave_up:
+            reasons = "; ".join(f"{pid}: {failed[pid]}" for pid in gave_up)
             error = PolicyError(
                 f"Alert {alert_id} from {origin} could not be delivered to every entitled "
                 f"partner ({reasons}); the others received it"

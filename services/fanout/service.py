@@ -24,6 +24,7 @@ giving each its own ``--instance`` and a disjoint share of partitions (``--insta
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import zlib
 from collections.abc import Callable
@@ -43,9 +44,9 @@ from bus.logs import get_logger
 from bus.models import Alert
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
-from services.fanout.router import Counts, Output, Router
+from services.fanout.router import Counts, Router
 from services.fanout.state import Restorer, Routed
-from services.fanout.transaction import DeliveryFailed, commit
+from services.fanout.transaction import DeliveryFailed, Output, commit
 
 #: Where an ingress record sits: (topic, partition, offset).
 Position = tuple[str, int, int]
@@ -293,7 +294,7 @@ class FanoutService:
         chain = self._chain.copy()
         now = datetime.now(UTC)
         outputs: list[Output] = []
-        owners: list[ConsumerRecord] = []
+        ends: list[int] = []  # where each record's outputs end, to find whose a refusal was
         offsets: dict[TopicPartition, int] = {}
         counts = Counts()
         for record in records:
@@ -301,17 +302,17 @@ class FanoutService:
                 record, routed, chain, now=now, undeliverable=self._given_up(record)
             )
             outputs += routing.outputs
-            owners += [record] * len(routing.outputs)
+            ends.append(len(outputs))
             counts.add(routing.counts)
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
         try:
             await commit(
-                producer, [(o.topic, o.key, o.value, o.headers) for o in outputs], offsets,
-                group_id=self.group_id, partitions=self._partitions,
+                producer, outputs, offsets, group_id=self.group_id, partitions=self._partitions,
                 timeout_ms=self.settings.publish_timeout_ms,
                 abort_timeout_ms=self.settings.request_timeout_ms,
             )  # fmt: skip
         except DeliveryFailed as exc:
+            owners = [records[bisect.bisect_right(ends, i)] for i in range(len(outputs))]
             self._blame(exc, outputs, owners, alone=len(records) == 1)
             raise
         # Only now, with the transaction committed, does the in-memory state move on.

@@ -27,6 +27,17 @@ _PARTITIONER = DefaultPartitioner()
 
 
 @dataclass(frozen=True)
+class Output:
+    """One record to write; ``partner`` is set for a partner's copy or notice."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    partner: str | None = None
+
+
+@dataclass(frozen=True)
 class Refusal:
     """A batch Kafka refused: the topic, the error, and the outputs (by index) it held."""
 
@@ -56,7 +67,7 @@ class DeliveryFailed(KafkaError):
 
 async def commit(
     producer: AIOKafkaProducer,
-    outputs: Sequence[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    outputs: Sequence[Output],
     offsets: dict[TopicPartition, int],
     *,
     group_id: str,
@@ -64,7 +75,7 @@ async def commit(
     timeout_ms: int,
     abort_timeout_ms: int,
 ) -> None:
-    """Write ``outputs`` (topic, key, value, headers) and ``offsets`` in one transaction.
+    """Write ``outputs`` and ``offsets`` in one transaction.
 
     Records are grouped into one batch per topic partition, partitioned by key exactly as the
     producer would (murmur2): a fifth of the CPU of one send() per record. Raises
@@ -85,14 +96,15 @@ async def commit(
 
 async def _send_and_commit(
     producer: AIOKafkaProducer,
-    outputs: Sequence[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    outputs: Sequence[Output],
     offsets: dict[TopicPartition, int],
     group_id: str,
     partitions: dict[str, list[int]],
 ) -> None:
     batches: dict[tuple[str, int], tuple[Any, list[int]]] = {}
     sent: list[tuple[str, asyncio.Future[Any], list[int]]] = []
-    for i, (topic, key, value, headers) in enumerate(outputs):
+    for i, output in enumerate(outputs):
+        topic, key, value, headers = output.topic, output.key, output.value, output.headers
         known = partitions.get(topic)
         if known is None:
             known = partitions[topic] = sorted(await producer.partitions_for(topic))

@@ -19,7 +19,7 @@ from aiokafka.errors import (
 )
 
 from bus.errors import KafkaError
-from services.fanout.transaction import DeliveryFailed, commit
+from services.fanout.transaction import DeliveryFailed, Output, commit
 
 
 class _Batch:
@@ -86,9 +86,9 @@ class _Producer:
 
 
 OUTPUTS = [
-    ("partner.mk.inbox", b"k", b"copy", []),
-    ("bus.audit", b"k", b"audit", []),
-    ("partner.europol.inbox", b"k", b"copy", []),
+    Output("partner.mk.inbox", b"k", b"copy", [], partner="mk"),
+    Output("bus.audit", b"k", b"audit", []),
+    Output("partner.europol.inbox", b"k", b"copy", [], partner="europol"),
 ]
 OFFSETS = {TopicPartition("ingress.rs.readmission", 0): 8}
 
