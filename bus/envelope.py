@@ -42,12 +42,17 @@ def alert_headers(
     return headers
 
 
-def notice_headers(notice: WithdrawalNotice, signature: bytes) -> Headers:
-    """Headers of a withdrawal notice: its type, the origin, the follow-up's id, the hub."""
+def notice_headers(notice: WithdrawalNotice | HitNotice, signature: bytes) -> Headers:
+    """Headers of a notice of the bus, signed by the hub: its type, the country it concerns and
+    the id it answers to (a withdrawal notice's follow-up, a hit notice's lookup)."""
+    if isinstance(notice, WithdrawalNotice):
+        country, ref = notice.origin, notice.follow_up_id
+    else:
+        country, ref = notice.owner, notice.lookup_id
     return [
         (H_TYPE, notice.record_type.encode()),
-        (H_ORIGIN, notice.origin.encode()),
-        (H_ALERT_ID, str(notice.follow_up_id).encode()),
+        (H_ORIGIN, country.encode()),
+        (H_ALERT_ID, str(ref).encode()),
         (H_SIGNATURE, signature),
         (H_KEY_ID, HUB_KEY_ID.encode()),
     ]
@@ -230,12 +235,10 @@ def open_message(
 def _check_notice_signer(names: TopicNames, topic: str, key_id: str) -> None:
     if names.parse_ingress(topic) is not None:
         raise OriginMismatch(
-            f"A withdrawal notice on {topic}: only the bus writes notices, into partner inboxes"
+            f"A notice of the bus on {topic}: only the bus writes notices, into partner inboxes"
         )
     if key_id != HUB_KEY_ID:
-        raise SignatureError(
-            f"A withdrawal notice signed by {key_id!r}; only {HUB_KEY_ID!r} signs notices"
-        )
+        raise SignatureError(f"A notice signed by {key_id!r}; only {HUB_KEY_ID!r} signs notices")
 
 
 def _check_signer(

@@ -19,8 +19,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from bus.errors import BusError
 from bus.logs import get_logger
-from bus.models.lookup import MAX_TOKENS
-from services.index.lookup import LookupRefused
+from services.index.lookup import LookupRefused, TooManyTokens
 from services.index.service import IndexService
 
 _log = get_logger("index.http")
@@ -76,7 +75,7 @@ def make_app(service: IndexService, tokens: dict[str, SecretStr]) -> FastAPI:
 
     @app.exception_handler(LookupRefused)
     async def refused(request: Request, exc: LookupRefused) -> JSONResponse:
-        status = 413 if "at most" in str(exc) else 400
+        status = 413 if isinstance(exc, TooManyTokens) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(BusError)
@@ -89,11 +88,6 @@ def make_app(service: IndexService, tokens: dict[str, SecretStr]) -> FastAPI:
     @app.post("/v1/lookup", response_model=LookupOut)
     async def lookup(body: LookupBody, who: Annotated[str, Depends(requester)]) -> dict[str, Any]:
         """Hit or no-hit per token; on a hit, which owner holds which alert and whom to ask."""
-        if len(body.tokens) > MAX_TOKENS:
-            raise LookupRefused(
-                f"{len(body.tokens)} tokens in one lookup; at most {MAX_TOKENS} are allowed: "
-                "split the batch"
-            )
         answer = await service.lookup(who, body.tokens, channel="http")
         return {"lookup_id": str(answer.request_id), "requester": who,
                 "results": [r.model_dump(mode="json") for r in answer.results]}  # fmt: skip

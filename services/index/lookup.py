@@ -31,6 +31,10 @@ class LookupRefused(BusError):
     """A lookup that cannot be answered: the message names the problem (never a token)."""
 
 
+class TooManyTokens(LookupRefused):
+    """A batch of more tokens than one lookup may hold (HTTP answers 413)."""
+
+
 @dataclass(frozen=True)
 class LookupOutcome:
     answer: LookupAnswer
@@ -41,7 +45,7 @@ class LookupOutcome:
 def check_tokens(requester: str, tokens: Sequence[object]) -> list[str]:
     """The tokens, checked like a ``LookupRequest``; ``LookupRefused`` names what is wrong."""
     if len(tokens) > MAX_TOKENS:
-        raise LookupRefused(
+        raise TooManyTokens(
             f"{len(tokens)} tokens in one lookup; at most {MAX_TOKENS} are allowed: split the batch"
         )
     try:

@@ -24,7 +24,13 @@ from aiokafka.errors import KafkaError as AioKafkaError
 
 from bus.audit import AuditChain
 from bus.codec import AlertCodec
-from bus.envelope import H_ALERT_ID, H_KEY_ID, H_ORIGIN, H_SIGNATURE, H_TYPE, Headers
+from bus.envelope import (
+    H_KEY_ID,
+    H_SIGNATURE,
+    H_TYPE,
+    Headers,
+    notice_headers,
+)
 from bus.errors import KafkaError
 from bus.kafka import bounded, iter_records, make_producer, stop_client
 from bus.keys import HUB_KEY_ID, Signer
@@ -107,11 +113,7 @@ class Responder:
 
     def notice_record(self, notice: HitNotice) -> Output:
         value = self.codec.encode_notice(notice)
-        headers: Headers = [
-            (H_TYPE, notice.record_type.encode()), (H_ORIGIN, notice.owner.encode()),
-            (H_ALERT_ID, str(notice.lookup_id).encode()), (H_SIGNATURE, self.hub.sign(value)),
-            (H_KEY_ID, HUB_KEY_ID.encode()),
-        ]  # fmt: skip
+        headers = notice_headers(notice, self.hub.sign(value))
         return (self.settings.topics.inbox(notice.owner), str(notice.lookup_id).encode(), value,
                 headers)  # fmt: skip
 

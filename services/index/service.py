@@ -111,22 +111,21 @@ class IndexService:
         requesters = sorted(self.agreements.partners)
         async with Admin(s) as admin:
             brokers = await admin.broker_count() if s.topic_replication_factor is None else 0
-        replicas, min_isr = replication_for(brokers, s.topic_replication_factor)
-        isr = {"min.insync.replicas": str(min_isr)}
-        specs = [
-            TopicSpec(f(prefix, r), s.topic_partitions, replicas, dict(isr))
-            for r in requesters
-            for f in (lookup_requests_topic, lookup_answers_topic)
-        ]
-        # Hit notices go to the owners' inboxes (`bus topics apply` makes them too).
-        specs += [
-            TopicSpec(s.topics.inbox(p), s.topic_partitions, replicas,
-                      {"retention.ms": str(s.ingress_retention_ms), **isr})
-            for p in requesters
-        ]  # fmt: skip
-        specs.append(TopicSpec(prefix + LOOKUP_AUDIT_TOPIC, 1, replicas,
-                               {"retention.ms": str(s.audit_retention_ms), **isr}))  # fmt: skip
-        async with Admin(s) as admin:
+            replicas, min_isr = replication_for(brokers, s.topic_replication_factor)
+            isr = {"min.insync.replicas": str(min_isr)}
+            specs = [
+                TopicSpec(f(prefix, r), s.topic_partitions, replicas, dict(isr))
+                for r in requesters
+                for f in (lookup_requests_topic, lookup_answers_topic)
+            ]
+            # Hit notices go to the owners' inboxes (`bus topics apply` makes them too).
+            specs += [
+                TopicSpec(s.topics.inbox(p), s.topic_partitions, replicas,
+                          {"retention.ms": str(s.ingress_retention_ms), **isr})
+                for p in requesters
+            ]  # fmt: skip
+            specs.append(TopicSpec(prefix + LOOKUP_AUDIT_TOPIC, 1, replicas,
+                                   {"retention.ms": str(s.audit_retention_ms), **isr}))  # fmt: skip
             await admin.ensure_topics(specs)
 
     # -- running -------------------------------------------------------------------------------
