@@ -133,6 +133,16 @@ class Agreements:
     def get(self, agreement_id: str) -> Agreement | None:
         return next((a for a in self.agreements if a.id == agreement_id), None)
 
+    @property
+    def lookup_requesters(self) -> list[str]:
+        """Every partner that some lookup agreement names as a requester, sorted."""
+        return sorted({r for a in self.lookups for r in a.requesters})
+
+    @property
+    def lookup_owners(self) -> list[str]:
+        """Every country whose entries some lookup agreement shows (it gets hit notices)."""
+        return sorted({o for a in self.lookups for o in a.owners})
+
     def lookup_scope(self, requester: str, day: date) -> LookupScope:
         """(owner, alert type) → lookup agreement ids that show them to ``requester`` on ``day``."""
         return lookup_scope(self.lookups, requester, day)
