@@ -134,13 +134,18 @@ def sample_alerts() -> list[Alert]:
     return alerts
 
 
+def _cluster_dir(settings: BusSettings) -> str:
+    """A directory name for the cluster the demo talks to."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", settings.bootstrap_servers)
+
+
 async def feed_adapters(settings: BusSettings, principal: Principals) -> int:
     """Every sample national feed through its country's adapter, as a drop folder."""
     identity = IdentityHasher.development()  # a public key: for the demo only
     published = 0
     # A drop folder's journal remembers what reached *this* cluster: another broker (the secure
     # one, say) gets folders of its own, so its inboxes fill too.
-    cluster = re.sub(r"[^A-Za-z0-9.-]+", "_", settings.bootstrap_servers)
+    cluster = _cluster_dir(settings)
     for cc in available_countries():
         drop = WORK / "drop" / cluster / cc
         drop.mkdir(parents=True, exist_ok=True)
@@ -307,7 +312,8 @@ async def joint_index(settings: BusSettings, agreements: Agreements, principal: 
     from services.index.settings import IndexSettings
     from services.index.stats import stats_table
 
-    index_settings = IndexSettings(data_dir=WORK / "index")
+    # Its database holds the offsets of one cluster's ingress: another broker gets its own.
+    index_settings = IndexSettings(data_dir=WORK / "index" / _cluster_dir(settings))
     service = IndexService(principal("index"), index_settings, agreements=agreements,
                            clock=lambda: INDEX_AS_OF)  # fmt: skip
     await service.catch_up()
