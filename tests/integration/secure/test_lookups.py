@@ -19,7 +19,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from bus.access.kit import write_kit
-from bus.admin import apply_topics
+from bus.admin import apply_topics, ensure_index_topics
+from bus.errors import KafkaError as BusKafkaError
+from bus.kafka import Admin
 from bus.models import ALERT_TYPES
 from examples.partner_consumer import check_signature, decode, load_keys, load_schemas
 from services.adapters.dropfolder import DropFolder
@@ -234,3 +236,14 @@ async def test_the_index_writes_only_in_its_own_transactions_where_lookups_need_
         consumer.close()
         assert denied(err), (topic, err)
         assert records == []
+
+
+async def test_the_index_says_to_run_topics_apply_when_its_topics_are_missing(
+    secure_env: SecureEnv,
+) -> None:
+    env = secure_env
+    with pytest.raises(BusKafkaError, match=r"may not create them: run `bus topics apply`") as info:
+        await ensure_index_topics(env.as_principal("index"), env.agreements)
+    assert env.admin.topics.lookup_requests("europol") in str(info.value)
+    async with Admin(env.admin) as admin:
+        assert not [t for t in await admin.list_topics() if t.startswith(env.prefix)]
