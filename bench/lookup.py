@@ -53,11 +53,7 @@ from bus.models import IrregularCrossing, LookupAnswer, LookupRequest  # noqa: E
 from bus.schemas import SchemaRegistry  # noqa: E402
 from bus.topics import TopicSpec  # noqa: E402
 from services.index.service import IndexService  # noqa: E402
-from services.index.settings import (  # noqa: E402
-    IndexSettings,
-    lookup_answers_topic,
-    lookup_requests_topic,
-)
+from services.index.settings import IndexSettings  # noqa: E402
 
 AGREEMENTS = REPO / "examples" / "agreements.yaml"
 REQUESTER = "at"
@@ -151,7 +147,7 @@ async def kafka_lookups(settings: BusSettings, batches: int, entries: int) -> di
 
     codec = AlertCodec(SchemaRegistry.load(settings.schemas_dir))
     rng = random.Random(11)
-    answers = lookup_answers_topic(settings.topic_prefix, REQUESTER)
+    answers = settings.topics.lookup_answers(REQUESTER)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                                 isolation_level="read_committed", enable_auto_commit=False,
                                 fetch_max_wait_ms=5)  # fmt: skip
@@ -169,7 +165,7 @@ async def kafka_lookups(settings: BusSettings, batches: int, entries: int) -> di
                                     tokens=asked(rng, entries))  # fmt: skip
             t0 = time.perf_counter()
             await producer.send_and_wait(
-                lookup_requests_topic(settings.topic_prefix, REQUESTER),
+                settings.topics.lookup_requests(REQUESTER),
                 codec.encode_record("lookup-request", request.to_avro()),
             )
             found = False

@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from bus.agreements import load_agreements
-from bus.errors import BusError
+from bus.agreements import Agreements, load_agreements
+from bus.errors import BusError, KafkaError
 from bus.kafka import Admin, bounded, make_producer, read_to_end, stop_client
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
@@ -32,18 +32,20 @@ async def apply_topics(
     settling (and its client's retry warnings).
     """
     registry = SchemaRegistry.load(settings.schemas_dir)
+    requesters: Iterable[str] = ()
     if partners is None:
         partners = ()
         if settings.agreements.exists():
-            partners = load_agreements(settings.agreements, schemas=registry).partners
+            agreements = load_agreements(settings.agreements, schemas=registry)
+            partners, requesters = agreements.partners, agreements.lookup_requesters
     async with Admin(settings) as admin:
-        brokers = await admin.broker_count() if settings.topic_replication_factor is None else 0
-        replicas, min_isr = replication_for(brokers, settings.topic_replication_factor)
+        replicas, min_isr = await _replication(settings, admin)
         specs = bus_topic_specs(
             settings.topics,
             countries=settings.countries,
             alert_types=registry.alert_types,
             partners=partners,
+            requesters=requesters,
             partitions=settings.topic_partitions,
             replication_factor=replicas,
             min_insync_replicas=min_isr,
@@ -55,6 +57,47 @@ async def apply_topics(
         await admin.wait_for_group_coordinator(f"{settings.topic_prefix}{FANOUT_GROUP}")
     await publish_schemas(settings, registry)
     return created, len(specs)
+
+
+async def ensure_index_topics(settings: BusSettings, agreements: Agreements) -> list[str]:
+    """The joint index's topics, as ``apply_topics`` makes them: lookup requests and answers of
+    every requester, the lookup audit, and the inboxes of the owners (hit notices go there).
+
+    Where they exist (``bus topics apply`` made them) nothing is asked of the broker beyond a
+    listing, so the index needs no right to create topics on a secure bus.
+    """
+    names, requesters = settings.topics, agreements.lookup_requesters
+    wanted = {names.inbox(o) for o in agreements.lookup_owners} | {names.lookup_audit}
+    wanted |= {t for r in requesters for t in (names.lookup_requests(r), names.lookup_answers(r))}
+    async with Admin(settings) as admin:
+        existing = await admin.list_topics()
+        if wanted <= set(existing):
+            return []
+        replicas, min_isr = await _replication(settings, admin)
+        specs = bus_topic_specs(
+            names, countries=(), alert_types=(), partners=agreements.lookup_owners,
+            requesters=requesters, partitions=settings.topic_partitions,
+            replication_factor=replicas, min_insync_replicas=min_isr,
+            ingress_retention_ms=settings.ingress_retention_ms,
+            dlq_retention_ms=settings.dlq_retention_ms,
+            audit_retention_ms=settings.audit_retention_ms,
+        )  # fmt: skip
+        try:
+            return await admin.ensure_topics(s for s in specs if s.name in wanted)
+        except KafkaError as exc:
+            if not settings.principal:
+                raise
+            missing = sorted(wanted - set(existing))
+            raise KafkaError(
+                f"The joint index's topics {', '.join(missing)} are missing and "
+                f"{settings.principal} may not create them: run `bus topics apply` as the "
+                f"administrator ({exc})"
+            ) from exc
+
+
+async def _replication(settings: BusSettings, admin: Admin) -> tuple[int, int]:
+    brokers = await admin.broker_count() if settings.topic_replication_factor is None else 0
+    return replication_for(brokers, settings.topic_replication_factor)
 
 
 async def publish_schemas(settings: BusSettings, registry: SchemaRegistry) -> int:

@@ -133,6 +133,16 @@ class Agreements:
     def get(self, agreement_id: str) -> Agreement | None:
         return next((a for a in self.agreements if a.id == agreement_id), None)
 
+    @property
+    def lookup_requesters(self) -> list[str]:
+        """Every partner that some lookup agreement names as a requester, sorted."""
+        return sorted({r for a in self.lookups for r in a.requesters})
+
+    @property
+    def lookup_owners(self) -> list[str]:
+        """Every country whose entries some lookup agreement shows (it gets hit notices)."""
+        return sorted({o for a in self.lookups for o in a.owners})
+
     def lookup_scope(self, requester: str, day: date) -> LookupScope:
         """(owner, alert type) → lookup agreement ids that show them to ``requester`` on ``day``."""
         return lookup_scope(self.lookups, requester, day)
@@ -295,23 +305,11 @@ class _Parser:
     # -- agreements ----------------------------------------------------------------------------
 
     def agreement(self, i: int, raw: object, partners: Mapping[str, Partner]) -> Agreement:
-        self.where = f"agreements[{i}]: "
-        if not isinstance(raw, dict):
-            self.fail(f"expected a mapping with {', '.join(_AGREEMENT_KEYS)}, got {_kind(raw)}")
-        aid = raw.get("id")
-        if isinstance(aid, str) and _ID.fullmatch(aid):
-            self.where = f"agreement {aid!r}: "
-        self.check_keys(raw, _AGREEMENT_KEYS)
-        if not isinstance(aid, str) or not _ID.fullmatch(aid):
-            self.fail(f"id must be lower-case letters, digits and dashes, got {aid!r}")
+        aid, raw = self.entry(raw, _AGREEMENT_KEYS, f"agreements[{i}]", "agreement")
         title = self.text(raw, "title")
         legal_basis = self.text(raw, "legal_basis")
-        origins = frozenset(self.country(o, "origins") for o in self.items(raw, "origins"))
-        recipients = self.items(raw, "recipients")
-        for pid in recipients:
-            if not isinstance(pid, str) or pid not in partners:
-                hint = _did_you_mean(str(pid), partners)
-                self.fail(f"recipient {pid!r} is not a partner in 'partners'{hint}")
+        origins = self.countries(raw, "origins")
+        recipients = self.partner_refs(raw, "recipients", "recipient", partners)
         alert_types = self.types(self.items(raw, "types"))
         max_tlp = raw["max_tlp"]
         if not isinstance(max_tlp, str) or max_tlp not in Tlp.__members__:
@@ -322,14 +320,9 @@ class _Parser:
         paths = tuple(self.redact_path(p, alert_types) for p in redact)
         if len(set(paths)) != len(paths):
             self.fail("redact lists a path twice")
-        valid_from = self.date(raw["valid_from"], "valid_from")
-        valid_until = raw["valid_until"]
-        if valid_until is not None:
-            valid_until = self.date(valid_until, "valid_until")
-            if valid_until < valid_from:
-                self.fail(f"valid_until {valid_until} is before valid_from {valid_from}")
+        valid_from, valid_until = self.validity(raw)
         return Agreement(
-            aid, title, legal_basis, origins, frozenset(recipients), alert_types, Tlp(max_tlp),
+            aid, title, legal_basis, origins, recipients, alert_types, Tlp(max_tlp),
             paths, valid_from, valid_until, self.statuses(raw.get("statuses")),
         )  # fmt: skip
 
@@ -388,6 +381,48 @@ class _Parser:
         if alert_type not in self._kinds:
             self._kinds[alert_type] = field_kinds(alert_type, self.schemas)
         return self._kinds[alert_type]
+
+    # -- what agreements and lookup agreements share -------------------------------------------
+
+    def entry(
+        self, raw: object, keys: Mapping[str, bool], position: str, label: str
+    ) -> tuple[str, dict[str, Any]]:
+        """Check an entry's keys and id; from then on errors name it (``agreement 'x': ``).
+        Returns the id and the entry as a mapping."""
+        self.where = f"{position}: "
+        if not isinstance(raw, dict):
+            self.fail(f"expected a mapping with {', '.join(keys)}, got {_kind(raw)}")
+        eid = raw.get("id")
+        if isinstance(eid, str) and _ID.fullmatch(eid):
+            self.where = f"{label} {eid!r}: "
+        self.check_keys(raw, keys)
+        if not isinstance(eid, str) or not _ID.fullmatch(eid):
+            self.fail(f"id must be lower-case letters, digits and dashes, got {eid!r}")
+        return eid, raw
+
+    def partner_refs(
+        self, raw: dict[str, Any], key: str, role: str, partners: Mapping[str, Partner]
+    ) -> frozenset[str]:
+        """A non-empty list of ids of ``partners`` (``role`` names each in an error)."""
+        ids = self.items(raw, key)
+        for pid in ids:
+            if not isinstance(pid, str) or pid not in partners:
+                hint = _did_you_mean(str(pid), partners)
+                self.fail(f"{role} {pid!r} is not a partner in 'partners'{hint}")
+        return frozenset(ids)
+
+    def countries(self, raw: dict[str, Any], key: str) -> frozenset[str]:
+        return frozenset(self.country(c, key) for c in self.items(raw, key))
+
+    def validity(self, raw: dict[str, Any]) -> tuple[date, date | None]:
+        """``valid_from`` and ``valid_until`` (null: open-ended), in order."""
+        valid_from = self.date(raw["valid_from"], "valid_from")
+        valid_until = raw["valid_until"]
+        if valid_until is not None:
+            valid_until = self.date(valid_until, "valid_until")
+            if valid_until < valid_from:
+                self.fail(f"valid_until {valid_until} is before valid_from {valid_from}")
+        return valid_from, valid_until
 
     # -- values --------------------------------------------------------------------------------
 

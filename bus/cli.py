@@ -6,7 +6,7 @@ bus kafka start --secure              # … with TLS, SCRAM logins and ACLs; pri
 bus access apply                      # users and ACLs on the broker follow the agreements file
 bus access kit europol --out kit/     # what a partner needs to connect with any Kafka client
 bus keys generate rs                  # keys/rs.key (0600) and keys/rs.pub
-bus topics apply                      # ingress, dlq, audit and schemas topics
+bus topics apply                      # ingress, inboxes, dlq, audit, schemas and lookup topics
 bus publish --origin rs alert.json    # validate, sign, publish
 bus tail ingress.rs.trafficking-arrest --from-beginning --max 5
 """
@@ -472,9 +472,9 @@ def access_apply(
 ) -> None:
     """Make the broker's SCRAM users and ACLs match the agreements file (BUS_AGREEMENTS).
 
-    One user per principal (each country, each partner, the fan-out), its password generated
-    into BUS_CREDENTIALS_DIR (mode 0600). A removed principal loses its ACLs, then its login.
-    Run as the administrator (BUS_CLIENT_CONFIG).
+    One user per principal (each country, each partner, the fan-out, the index), its password
+    generated into BUS_CREDENTIALS_DIR (mode 0600). A removed principal loses its ACLs, then its
+    login. Run as the administrator (BUS_CLIENT_CONFIG).
     """
     from bus.access.apply import admin_client, apply_plan, check_admin, plan_access
 

@@ -79,39 +79,20 @@ def parse_lookups(
 def _lookup(
     parser: _Parser, i: int, raw: Any, partners: Mapping[str, Partner], publishers: set[str]
 ) -> LookupAgreement:
-    from bus.agreements import _ID, _did_you_mean
-
-    parser.where = f"lookups[{i}]: "
-    if not isinstance(raw, dict):
-        parser.fail(f"expected a mapping with {', '.join(_LOOKUP_KEYS)}, got {raw!r}")
-    lid = raw.get("id")
-    if isinstance(lid, str) and _ID.fullmatch(lid):
-        parser.where = f"lookup agreement {lid!r}: "
-    parser.check_keys(raw, _LOOKUP_KEYS)
-    if not isinstance(lid, str) or not _ID.fullmatch(lid):
-        parser.fail(f"id must be lower-case letters, digits and dashes, got {lid!r}")
-    requesters = parser.items(raw, "requesters")
-    for pid in requesters:
-        if not isinstance(pid, str) or pid not in partners:
-            hint = _did_you_mean(str(pid), partners)
-            parser.fail(f"requester {pid!r} is not a partner in 'partners'{hint}")
-    owners = frozenset(parser.country(o, "owners") for o in parser.items(raw, "owners"))
+    lid, raw = parser.entry(raw, _LOOKUP_KEYS, f"lookups[{i}]", "lookup agreement")
+    requesters = parser.partner_refs(raw, "requesters", "requester", partners)
+    owners = parser.countries(raw, "owners")
     for owner in sorted(owners - publishers):
         parser.fail(
             f"owner {owner!r} publishes nothing: no partner has country {owner!r}, so the index "
             "holds no entries of it"
         )
-    valid_from = parser.date(raw["valid_from"], "valid_from")
-    valid_until = raw["valid_until"]
-    if valid_until is not None:
-        valid_until = parser.date(valid_until, "valid_until")
-        if valid_until < valid_from:
-            parser.fail(f"valid_until {valid_until} is before valid_from {valid_from}")
+    valid_from, valid_until = parser.validity(raw)
     return LookupAgreement(
         id=lid,
         title=parser.text(raw, "title"),
         legal_basis=parser.text(raw, "legal_basis"),
-        requesters=frozenset(requesters),
+        requesters=requesters,
         owners=owners,
         types=parser.types(parser.items(raw, "types")),
         purpose=parser.text(raw, "purpose"),

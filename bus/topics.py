@@ -10,6 +10,8 @@ DLQ_TOPIC = "bus.dlq"
 AUDIT_TOPIC = "bus.audit"
 SCHEMAS_TOPIC = "bus.schemas"
 FANOUT_STATE_TOPIC = "bus.fanout.state"
+#: The lookup audit chain: one partition, one chain (``bus audit verify`` checks it).
+LOOKUP_AUDIT_TOPIC = "bus.audit.lookups"
 
 _CC = re.compile(r"^[a-z]{2}$")
 _PARTNER = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -77,6 +79,30 @@ class TopicNames:
             raise ValueError(f"Partner id {partner_id!r} is not valid: lower-case, digits, dashes")
         return f"{self.prefix}partner.{partner_id}.inbox"
 
+    @property
+    def lookup_audit(self) -> str:
+        return self.prefix + LOOKUP_AUDIT_TOPIC
+
+    def lookup_requests(self, requester: str) -> str:
+        """Where ``requester`` writes lookup requests; only it may write there."""
+        return f"{self.prefix}lookup.{requester}.requests"
+
+    def lookup_answers(self, requester: str) -> str:
+        """Where the joint index answers ``requester``; only it may read there."""
+        return f"{self.prefix}lookup.{requester}.answers"
+
+    @property
+    def lookup_requests_pattern(self) -> str:
+        """A regular expression matching every requester's requests topic."""
+        return "^" + re.escape(self.prefix) + r"lookup\.[a-z0-9][a-z0-9-]*\.requests$"
+
+    def parse_lookup_requests(self, topic: str) -> str | None:
+        """The requester of ``lookup.<id>.requests`` (under this prefix), else None."""
+        head, tail = f"{self.prefix}lookup.", ".requests"
+        if topic.startswith(head) and topic.endswith(tail) and len(topic) > len(head + tail):
+            return topic[len(head) : -len(tail)]
+        return None
+
     def parse_inbox(self, topic: str) -> str | None:
         """The partner id of ``partner.<id>.inbox`` (under this prefix), else None."""
         head, tail = f"{self.prefix}partner.", ".inbox"
@@ -121,6 +147,7 @@ def bus_topic_specs(
     countries: Iterable[str],
     alert_types: Iterable[str],
     partners: Iterable[str] = (),
+    requesters: Iterable[str] = (),
     partitions: int,
     replication_factor: int,
     min_insync_replicas: int = 1,
@@ -128,7 +155,8 @@ def bus_topic_specs(
     dlq_retention_ms: int,
     audit_retention_ms: int,
 ) -> list[TopicSpec]:
-    """Every topic: ingress per country and type, partner inboxes, dlq, audit, schemas."""
+    """Every topic: ingress per country and type, partner inboxes, dlq, audit, schemas, and the
+    joint index's lookup topics of every requester with its audit chain."""
     types = sorted(alert_types)
     isr = {"min.insync.replicas": str(min_insync_replicas)}
     specs = [
@@ -152,4 +180,31 @@ def bus_topic_specs(
         TopicSpec(names.fanout_state, partitions, replication_factor,
                   {"cleanup.policy": "compact", "retention.ms": "-1"} | isr),
     ]  # fmt: skip
+    specs += lookup_topic_specs(
+        names, requesters=requesters, partitions=partitions,
+        replication_factor=replication_factor, min_insync_replicas=min_insync_replicas,
+        audit_retention_ms=audit_retention_ms,
+    )  # fmt: skip
+    return specs
+
+
+def lookup_topic_specs(
+    names: TopicNames,
+    *,
+    requesters: Iterable[str],
+    partitions: int,
+    replication_factor: int,
+    min_insync_replicas: int = 1,
+    audit_retention_ms: int,
+) -> list[TopicSpec]:
+    """The joint index's topics: requests and answers per requester, and the lookup audit."""
+    isr = {"min.insync.replicas": str(min_insync_replicas)}
+    specs = [
+        TopicSpec(topic, partitions, replication_factor, dict(isr))
+        for r in sorted(set(requesters))
+        for topic in (names.lookup_requests(r), names.lookup_answers(r))
+    ]
+    # One partition keeps the lookup audit a single hash chain in one order.
+    specs.append(TopicSpec(names.lookup_audit, 1, replication_factor,
+                           {"retention.ms": str(audit_retention_ms)} | isr))  # fmt: skip
     return specs

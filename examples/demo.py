@@ -17,7 +17,8 @@ are deterministic): that is the "nothing twice" guarantee, shown.
 
 `make demo SECURE=1` (``--secure``) runs the same loop on a secure broker (SASL_SSL, ACLs from
 the agreements): the administrator applies topics and access, every adapter and publisher
-connects as its country, the fan-out as ``fanout``, and each inbox is read as its partner. It
+connects as its country, the fan-out as ``fanout``, the joint index as ``index``, each inbox is
+read as its partner and each lookup is made with the requester's onboarding kit. It
 uses its own data directory and ports (``…/kafka-data-secure``, 9094 and 9095) unless
 BUS_KAFKA_DATA_DIR, BUS_KAFKA_PORT or BUS_CLIENT_CONFIG say otherwise.
 """
@@ -133,13 +134,18 @@ def sample_alerts() -> list[Alert]:
     return alerts
 
 
+def _cluster_dir(settings: BusSettings) -> str:
+    """A directory name for the cluster the demo talks to."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", settings.bootstrap_servers)
+
+
 async def feed_adapters(settings: BusSettings, principal: Principals) -> int:
     """Every sample national feed through its country's adapter, as a drop folder."""
     identity = IdentityHasher.development()  # a public key: for the demo only
     published = 0
     # A drop folder's journal remembers what reached *this* cluster: another broker (the secure
     # one, say) gets folders of its own, so its inboxes fill too.
-    cluster = re.sub(r"[^A-Za-z0-9.-]+", "_", settings.bootstrap_servers)
+    cluster = _cluster_dir(settings)
     for cc in available_countries():
         drop = WORK / "drop" / cluster / cc
         drop.mkdir(parents=True, exist_ok=True)
@@ -207,12 +213,7 @@ async def run(settings: BusSettings, principal: Principals) -> None:
                   f"{s.expired} expired, {s.duplicates} duplicate(s) dropped")  # fmt: skip
     await asyncio.sleep(1)  # let the last transaction markers reach every partition
     show_inboxes(settings, partners, before, await _inboxes(settings, partners, principal))
-    if settings.principal:
-        # The index's own principal and the partners' lookup topics have no ACLs yet.
-        console.print("\nThe joint index runs in the plain demo (`make demo`); on the secure "
-                      "bus its access rules are not derived yet.")  # fmt: skip
-    else:
-        await joint_index(settings, agreements)
+    await joint_index(settings, agreements, principal)
 
 
 def _as_issued(alert: Alert) -> datetime:
@@ -301,17 +302,19 @@ def show_kit(settings: BusSettings) -> None:
 INDEX_AS_OF = datetime(2014, 6, 15, tzinfo=UTC)
 
 
-async def joint_index(settings: BusSettings, agreements: Agreements) -> None:
-    """Fold ingress into the index, look Marko Petrović up as three partners, show the hit
-    notices his owners received and a statistics table."""
+async def joint_index(settings: BusSettings, agreements: Agreements, principal: Principals) -> None:
+    """Fold ingress into the index, look Marko Petrović up as three requesters, show the hit
+    notices his owners received and a statistics table. On a secure bus the index runs as
+    ``index`` and each requester asks with nothing but its onboarding kit."""
     from services.index.client import lookup_over_kafka
     from services.index.responder import read_lookup_audit
     from services.index.service import IndexService
     from services.index.settings import IndexSettings
     from services.index.stats import stats_table
 
-    index_settings = IndexSettings(data_dir=WORK / "index")
-    service = IndexService(settings, index_settings, agreements=agreements,
+    # Its database holds the offsets of one cluster's ingress: another broker gets its own.
+    index_settings = IndexSettings(data_dir=WORK / "index" / _cluster_dir(settings))
+    service = IndexService(principal("index"), index_settings, agreements=agreements,
                            clock=lambda: INDEX_AS_OF)  # fmt: skip
     await service.catch_up()
     console.print(f"\nJoint index at {index_settings.database}: {service.store.counts()}")
@@ -325,8 +328,10 @@ async def joint_index(settings: BusSettings, agreements: Agreements) -> None:
         "Πέτροβιτς", "Μάρκο", date(1984, 3, 15), "rs", language="el"
     )
     assert token is not None
-    for requester in ("europol", "jc-tabanovce", "frontex"):
-        answer = await lookup_over_kafka(settings, requester, [token])
+    # Europol sees both owners; the Tabanovce centre Serbia's alerts only; Austria (the
+    # Balkan-route agreement) crossings and readmissions only.
+    for requester in ("europol", "jc-tabanovce", "at"):
+        answer = await lookup_over_kafka(_requester(settings, requester), requester, [token])
         console.print(f"[bold]bus lookup --as {requester}[/] (Πέτροβιτς Μάρκο, 1984-03-15, rs):")
         for result in answer.results:
             print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
@@ -334,7 +339,7 @@ async def joint_index(settings: BusSettings, agreements: Agreements) -> None:
     await task
     await asyncio.sleep(0.5)
     for cc in ("rs", "gr"):
-        for r in await read_to_end(settings, settings.topics.inbox(cc)):
+        for r in await read_to_end(principal(cc), settings.topics.inbox(cc)):
             if header_map(r.headers).get("bus-type") == HitNotice.record_type.encode():
                 notice = AlertCodec(SchemaRegistry.load(settings.schemas_dir)).decode_message(
                     r.value
@@ -353,6 +358,20 @@ async def joint_index(settings: BusSettings, agreements: Agreements) -> None:
     for cell in table.cells:
         out.add_row(cell.month, *cell.dims, "·" if cell.value is None else str(cell.value))
     Console(width=WIDTH).print(out)
+
+
+def _requester(settings: BusSettings, requester: str) -> BusSettings:
+    """How ``requester`` connects: on a secure bus, with its onboarding kit and nothing else."""
+    if not settings.principal:
+        return settings
+    from bus.access.acl import derive_access
+    from bus.access.kit import write_kit
+
+    access = derive_access(load_agreements(settings.agreements), settings.topics)
+    kit = WORK / f"kit-{requester}"
+    write_kit(settings, access, requester, kit, force=True)
+    return BusSettings(client_config=kit / "client.properties", keys_dir=kit / "keys",
+                       schemas_dir=kit / "schemas", topic_prefix=settings.topic_prefix)  # fmt: skip
 
 
 if __name__ == "__main__":

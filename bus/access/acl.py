@@ -12,15 +12,25 @@ Principals, each a SCRAM user named ``<topic prefix><id>``:
 - **a partner** reads its own ``partner.<id>.`` prefix and ``bus.schemas`` and uses consumer
   groups starting with ``<id>.``; it writes nothing (an agency that only receives cannot put
   a single record on the bus). A country is usually also a partner: its principal has both;
+- **a requester** (a partner named in ``requesters`` of a lookup agreement) also writes its
+  ``lookup.<id>.requests`` and reads its ``lookup.<id>.answers`` (with a group of its own
+  ``<id>.`` prefix): the one thing a partner that is no country may write. Every other partner
+  still writes nothing, and a requester no longer named loses both at the next apply;
 - **the fan-out** ``fanout`` reads ``ingress.``, writes ``partner.``, ``bus.dlq``, reads and
   writes ``bus.audit`` and ``bus.fanout.state`` (it restores from them), uses its group
   ``bus-fanout`` and transactional ids ``bus-fanout-<n>``;
+- **the joint index** ``index`` reads ``ingress.`` (read_committed, offsets kept in its own
+  database: no group) and each requester's ``lookup.<id>.requests`` in its group
+  ``bus-index-lookups``; with its one transactional id ``bus-index-lookups`` it writes each
+  requester's ``lookup.<id>.answers``, the hit notices into the owners' ``partner.<cc>.inbox``
+  only, and ``bus.audit.lookups``, which it also reads (it resumes the chain from its head);
 - **the operators** ``admin`` are super users of the broker: no ACL names them.
 
-Nobody else reads ``bus.audit``, ``bus.dlq`` or ``bus.fanout.state``. With a topic prefix every
-name above (topics, groups, transactional ids and principals) carries it, so that environments
-sharing a cluster neither see each other's data nor share credentials. Idempotent producers
-need no IDEMPOTENT_WRITE on the cluster: since Kafka 3.0 (KIP-679) WRITE on a topic suffices.
+Nobody else reads ``bus.audit``, ``bus.audit.lookups``, ``bus.dlq`` or ``bus.fanout.state``.
+With a topic prefix every name above (topics, groups, transactional ids and principals) carries
+it, so that environments sharing a cluster neither see each other's data nor share credentials.
+Idempotent producers need no IDEMPOTENT_WRITE on the cluster: since Kafka 3.0 (KIP-679) WRITE
+on a topic suffices.
 """
 
 from __future__ import annotations
@@ -35,6 +45,11 @@ from bus.errors import PolicyError
 from bus.topics import SCHEMAS_TOPIC, TopicNames
 
 FANOUT = "fanout"
+INDEX = "index"
+#: The principals of the bus's own services: never a partner id either.
+SERVICES = frozenset({FANOUT, INDEX})
+#: The joint index's consumer group and transactional id (after the topic prefix).
+INDEX_LOOKUPS = "bus-index-lookups"
 ADMIN = "admin"
 #: Names the broker keeps for itself and its operators: never an agreements principal.
 RESERVED = frozenset({ADMIN, "broker", "controller"})
@@ -122,6 +137,11 @@ def derive_access(agreements: Agreements, names: TopicNames) -> Access:
         role(principal, "partner")
         allow(principal, "topic", "prefixed", f"{p}partner.{pid}.", "READ")
         allow(principal, "group", "prefixed", f"{p}{pid}.", "READ")
+    for pid in agreements.lookup_requesters:
+        principal = p + pid
+        roles[principal].append("requester")
+        allow(principal, "topic", "literal", names.lookup_requests(pid), "WRITE")
+        allow(principal, "topic", "literal", names.lookup_answers(pid), "READ")
 
     fanout = p + FANOUT
     role(fanout, "fan-out")
@@ -132,6 +152,18 @@ def derive_access(agreements: Agreements, names: TopicNames) -> Access:
     allow(fanout, "topic", "literal", names.fanout_state, "READ", "WRITE")
     allow(fanout, "group", "literal", f"{p}bus-fanout", "READ")
     allow(fanout, "transactional_id", "prefixed", f"{p}bus-fanout-", "WRITE")
+
+    index = p + INDEX
+    role(index, "joint index")
+    allow(index, "topic", "prefixed", f"{p}ingress.", "READ")
+    for pid in agreements.lookup_requesters:
+        allow(index, "topic", "literal", names.lookup_requests(pid), "READ")
+        allow(index, "topic", "literal", names.lookup_answers(pid), "WRITE")
+    for owner in agreements.lookup_owners:
+        allow(index, "topic", "literal", names.inbox(owner), "WRITE")
+    allow(index, "topic", "literal", names.lookup_audit, "READ", "WRITE")
+    allow(index, "group", "literal", p + INDEX_LOOKUPS, "READ")
+    allow(index, "transactional_id", "literal", p + INDEX_LOOKUPS, "WRITE")
 
     _check_names(roles, p)
     return Access(
@@ -145,9 +177,10 @@ def derive_access(agreements: Agreements, names: TopicNames) -> Access:
 
 def _check_names(roles: Mapping[str, list[str]], prefix: str) -> None:
     for name in roles:
-        if name[len(prefix) :] in RESERVED or (name == prefix + FANOUT and len(roles[name]) > 1):
+        own = name[len(prefix) :]
+        if own in RESERVED or (own in SERVICES and len(roles[name]) > 1):
             raise PolicyError(
-                f"Partner id {name[len(prefix) :]!r} is reserved for the bus itself "
-                f"({', '.join(sorted(RESERVED | {FANOUT}))}); rename the partner in the "
+                f"Partner id {own!r} is reserved for the bus itself "
+                f"({', '.join(sorted(RESERVED | SERVICES))}); rename the partner in the "
                 "agreements file."
             )

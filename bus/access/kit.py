@@ -7,7 +7,11 @@
                             sasl.mechanism, sasl.username, sasl.password, ssl.ca.location
       ca.pem                the CA that signed the broker's certificate
       keys/<signer>.pub     the public key of every origin, and hub's (re-signed copies)
-      schemas/<type>/v<N>.avsc
+      schemas/<type>/v<N>.avsc    alerts, notices, and the lookup request and answer
+
+A requester of a lookup agreement finds in its ``client.properties`` comment where it writes
+its requests and reads its answers (``lookup.<id>.requests`` and ``.answers``); the answers are
+signed by the hub, whose key is in ``keys/``.
 
 Every file is 0600 and every directory 0700: ``client.properties`` holds the partner's password.
 No private key and no other principal's credentials go in.
@@ -25,6 +29,7 @@ from bus.access.files import ensure_private_dir, write_private
 from bus.errors import ConfigError
 from bus.keys import HUB_KEY_ID
 from bus.settings import BusSettings
+from bus.topics import TopicNames
 
 
 def kit_principal(access: Access, principal_id: str) -> PrincipalAccess:
@@ -124,6 +129,15 @@ def _comment(access: Access, principal: PrincipalAccess) -> str:
     lines += [
         f"  {g.operation} {g.resource_type} {g.pattern_type} {g.resource}" for g in principal.grants
     ]
+    if "requester" in principal.roles:
+        pid = principal.name.removeprefix(access.prefix)
+        names = TopicNames(access.prefix)
+        lines += [
+            "Lookups (hit/no-hit on identity tokens, as its lookup agreements allow): write a",
+            f"  lookup-request record (schemas/lookup-request) to {names.lookup_requests(pid)}",
+            f"  and read the lookup-answer, signed by the hub (keys/hub.pub), from "
+            f"{names.lookup_answers(pid)}",
+        ]
     groups = [g.resource for g in principal.grants if g.resource_type == "group"]
     if groups:
         lines.append(

@@ -119,21 +119,28 @@ class Admin:
         A leader named in the metadata may not serve its partition yet (the broker applies the
         change a moment later, answering ``NotLeaderForPartition`` until then), so a partition
         counts only once its leader answered a ListOffsets request for it. Bounded by
-        ``BUS_REQUEST_TIMEOUT_MS``; raises ``KafkaError`` naming a topic still not ready then.
+        ``BUS_REQUEST_TIMEOUT_MS`` without progress: a busy broker bringing up many new topics
+        one after another is waited for, one that serves none of them for that long is not;
+        raises ``KafkaError`` naming a topic still not ready then.
         """
         pending = dict(partitions)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.request_timeout_ms / 1000
+        timeout_s = self._settings.request_timeout_ms / 1000
+        deadline = loop.time() + timeout_s
         while pending:
-            for topic in await self._served(pending):
+            served = await self._served(pending)
+            for topic in served:
                 del pending[topic]
             if not pending:
                 return
-            if loop.time() >= deadline:
+            if served:
+                deadline = loop.time() + timeout_s
+            elif loop.time() >= deadline:
                 raise KafkaError(
                     f"Topic {min(pending)} was created, but not every one of its partitions has "
-                    f"a leader serving it after {self._settings.request_timeout_ms} ms; check "
-                    "the broker's log (`bus kafka status`), then run `bus topics apply` again"
+                    f"a leader serving it after {self._settings.request_timeout_ms} ms without "
+                    f"progress ({len(pending)} topic(s) waiting); check the broker's log (`bus "
+                    "kafka status`), then run `bus topics apply` again"
                 )
             await asyncio.sleep(0.05)  # a leader takes over within milliseconds
 

@@ -31,10 +31,10 @@ from defusedxml.ElementTree import DefusedXMLParser
 from services.adapters.errors import FeedRejected, RecordRejected
 from services.adapters.nesting import (
     MAX_DEPTH,
-    MAX_PARSE_DEPTH,
     deeper_than,
     json_too_deep,
-    line_and_column,
+    load_json,
+    loads_strict,
     too_deep_reason,
 )
 from services.adapters.xmltree import BoundedTreeBuilder, element_value, iter_records
@@ -204,14 +204,6 @@ def _check_header(names: list[str]) -> None:
         seen.add(name)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _loads(text: str) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
-
-
 @dataclass(frozen=True)
 class JsonFeed:
     """A JSON document: an array of record objects, or an object holding it at ``records_key``."""
@@ -220,23 +212,7 @@ class JsonFeed:
     suffixes: tuple[str, ...] = (".json",)
 
     def parse(self, data: bytes, limits: Limits) -> list[FeedRecord]:
-        text = data.decode("utf-8-sig", "surrogateescape")
-        offset = json_too_deep(text, MAX_PARSE_DEPTH)
-        if offset is not None:
-            # ``json`` recurses once per level: a text this deep is not handed to it at all.
-            raise FeedRejected(
-                f"{too_deep_reason(MAX_PARSE_DEPTH)}, so the file is not read (a record may "
-                f"nest at most {MAX_DEPTH} levels)",
-                where=line_and_column(text, offset),
-            )
-        try:
-            document = _loads(text)
-        except json.JSONDecodeError as exc:
-            raise FeedRejected(
-                f"not valid JSON: {exc.msg}", where=f"line {exc.lineno}, column {exc.colno}"
-            ) from exc
-        except (ValueError, RecursionError) as exc:
-            raise FeedRejected(f"not acceptable JSON: {exc}") from exc
+        document = load_json(data.decode("utf-8-sig", "surrogateescape"), "file")
         items, path = document, "$"
         if self.records_key is not None:
             if not isinstance(document, dict) or self.records_key not in document:
@@ -284,7 +260,7 @@ class JsonLinesFeed:
                 )
                 continue
             try:
-                item = _loads(text)
+                item = loads_strict(text)
             except json.JSONDecodeError as exc:
                 problem = RecordRejected(f"not valid JSON: {exc.msg} at column {exc.colno}")
                 records.append(FeedRecord(number, position, {}, raw, problem))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,13 +29,7 @@ from pydantic import BaseModel, SecretStr
 from bus.errors import KafkaError
 from services.adapters.adapter import Adapter
 from services.adapters.errors import BatchRejected, FeedRejected
-from services.adapters.nesting import (
-    MAX_DEPTH,
-    MAX_PARSE_DEPTH,
-    json_too_deep,
-    line_and_column,
-    too_deep_reason,
-)
+from services.adapters.nesting import JsonTooDeep, load_json
 
 
 class PublishedAlert(BaseModel):
@@ -147,10 +140,11 @@ def create_app(adapters: Mapping[str, Adapter], tokens: Mapping[str, SecretStr])
             payload = await asyncio.to_thread(_parse_body, bytes(body))
         except UnicodeDecodeError as exc:
             return _problem(422, ["body"], f"the body is not UTF-8: {exc.reason}", "encoding")
-        except FeedRejected as exc:
+        except JsonTooDeep as exc:
             return _problem(422, ["body"], str(exc), "too_deep")
-        except (ValueError, RecursionError) as exc:
-            return _problem(422, ["body"], f"the body is not valid JSON: {exc}", "json_invalid")
+        except FeedRejected as exc:
+            return _problem(422, ["body"], f"the body is {exc.reason}" + (
+                f" ({exc.where})" if exc.where else ""), "json_invalid")  # fmt: skip
         items = payload if isinstance(payload, list) else [payload]
         if not items:
             return _problem(422, ["body"], "expected at least one record", "empty")
@@ -190,17 +184,8 @@ def create_app(adapters: Mapping[str, Adapter], tokens: Mapping[str, SecretStr])
 
 
 def _parse_body(body: bytes) -> Any:
-    """The JSON body; a text nesting deeper than ``MAX_PARSE_DEPTH`` is not parsed at all
-    (``json`` recurses once per level). Records within it are held to ``MAX_DEPTH`` later."""
-    text = body.decode("utf-8")
-    offset = json_too_deep(text, MAX_PARSE_DEPTH)
-    if offset is not None:
-        raise FeedRejected(
-            f"{too_deep_reason(MAX_PARSE_DEPTH)}, so the body is not read (a record may nest at "
-            f"most {MAX_DEPTH} levels)",
-            where=line_and_column(text, offset),
-        )
-    return json.loads(text)
+    """The JSON body, parsed as the adapters parse a JSON file (``load_json``)."""
+    return load_json(body.decode("utf-8"), "body")
 
 
 def _authorised(header: str | None, token: SecretStr | None) -> bool:

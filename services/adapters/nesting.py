@@ -10,15 +10,21 @@ parsed data. A hostile national file can nest 100,000 levels in a few hundred ki
   ``MAX_DEPTH`` is set aside with the reason ``nested deeper than 32 levels``;
 - an XML document is measured while it is read (see ``feeds.XmlFeed``).
 
+``load_json`` is the one way a JSON file or HTTP body is parsed: depth first, then strict JSON
+(``NaN`` and ``Infinity``, which Python's ``json`` accepts, are no JSON numbers and are refused).
+
 No national record needs more than a handful of levels: a record, its persons, a person's
 document.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from services.adapters.errors import FeedRejected
 
 #: How many levels of objects and arrays (or XML elements) one record may nest, itself included.
 MAX_DEPTH = 32
@@ -79,3 +85,46 @@ def line_and_column(text: str, offset: int) -> str:
     line = text.count("\n", 0, offset) + 1
     column = offset - (text.rfind("\n", 0, offset) + 1) + 1
     return f"line {line}, column {column}"
+
+
+class JsonTooDeep(FeedRejected):
+    """A JSON text nests deeper than ``MAX_PARSE_DEPTH``: it was not parsed at all."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` without the ``NaN``, ``Infinity`` and ``-Infinity`` that JSON lacks.
+
+    Raises ``json.JSONDecodeError`` for broken JSON, ``ValueError`` for those constants; the
+    caller checks the depth first (``json_too_deep``).
+    """
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def load_json(text: str, what: str) -> Any:
+    """Parse a whole JSON ``what`` (a file, a body): deep nesting, broken JSON and the
+    non-numbers each raise ``FeedRejected`` naming the problem and, where known, its line and
+    column; ``JsonTooDeep`` for a text too deep to hand to the parser.
+
+    >>> load_json('{"a": [1, 2]}', "body")
+    {'a': [1, 2]}
+    """
+    offset = json_too_deep(text, MAX_PARSE_DEPTH)
+    if offset is not None:
+        # ``json`` recurses once per level: a text this deep is not handed to it at all.
+        raise JsonTooDeep(
+            f"{too_deep_reason(MAX_PARSE_DEPTH)}, so the {what} is not read (a record may nest "
+            f"at most {MAX_DEPTH} levels)",
+            where=line_and_column(text, offset),
+        )
+    try:
+        return loads_strict(text)
+    except json.JSONDecodeError as exc:
+        raise FeedRejected(
+            f"not valid JSON: {exc.msg}", where=f"line {exc.lineno}, column {exc.colno}"
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        raise FeedRejected(f"not acceptable JSON: {exc}") from exc

@@ -23,7 +23,6 @@ from bus.models import LookupAnswer, LookupRequest
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from services.index.lookup import check_tokens
-from services.index.settings import lookup_answers_topic, lookup_requests_topic
 
 
 class LookupFailed(BusError):
@@ -36,7 +35,7 @@ async def lookup_over_kafka(
     checked = check_tokens(requester, tokens)
     codec = AlertCodec(SchemaRegistry.load(settings.schemas_dir))
     keyring = KeyRing(settings.keys_dir)
-    answers = lookup_answers_topic(settings.topic_prefix, requester)
+    answers = settings.topics.lookup_answers(requester)
     request = LookupRequest(request_id=uuid.uuid4(), requester=requester, tokens=checked)
     consumer = make_consumer(settings, group_id=None, client_suffix="lookup-client")
     producer = make_producer(settings, client_suffix="lookup-client")
@@ -46,8 +45,8 @@ async def lookup_over_kafka(
         layout = await topic_partitions(consumer, settings.request_timeout_ms)
         if answers not in layout:
             raise LookupFailed(
-                f"No topic {answers}: {requester!r} is not a partner of the agreements file, "
-                "or the index service (`bus index run`) has not created its topics yet"
+                f"No topic {answers}: no lookup agreement names {requester!r} as a requester "
+                "(BUS_AGREEMENTS), or its lookup topics were not made yet (`bus topics apply`)"
             )
         tps = [TopicPartition(answers, p) for p in sorted(layout[answers])]
         consumer.assign(tps)
@@ -58,7 +57,7 @@ async def lookup_over_kafka(
                       timeout_error=KafkaError)  # fmt: skip
         value = codec.encode_record(request.record_type, request.to_avro())
         await bounded(
-            producer.send_and_wait(lookup_requests_topic(settings.topic_prefix, requester),
+            producer.send_and_wait(settings.topics.lookup_requests(requester),
                                    value=value, key=str(request.request_id).encode()),
             settings.publish_timeout_ms, "Writing the lookup request",
         )  # fmt: skip

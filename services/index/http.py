@@ -10,6 +10,7 @@ command line: one result per token, hit or no-hit, and on a hit which owner hold
 # No "from __future__ import annotations": FastAPI reads the local dependency annotations.
 
 import hmac
+import uuid
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -19,6 +20,8 @@ from pydantic import BaseModel, Field, SecretStr
 
 from bus.errors import BusError
 from bus.logs import get_logger
+from bus.models import TokenResult
+from bus.models._common import Record
 from services.index.lookup import LookupRefused, TooManyTokens
 from services.index.service import IndexService
 
@@ -31,26 +34,12 @@ class LookupBody(BaseModel):
     tokens: list[Any] = Field(min_length=1, description="identity tokens")
 
 
-class HitOut(BaseModel):
-    owner: str
-    alert_id: str
-    alert_type: str
-    role: str
-    occurred_on: str
-    place: str | None
-    contact: str
+class LookupOut(Record):
+    """The answer over HTTP: the lookup's id, who asked, and the results as over Kafka."""
 
-
-class TokenOut(BaseModel):
-    token: str
-    hit: bool
-    hits: list[HitOut]
-
-
-class LookupOut(BaseModel):
-    lookup_id: str
+    lookup_id: uuid.UUID
     requester: str
-    results: list[TokenOut]
+    results: list[TokenResult]
 
 
 def make_app(service: IndexService, tokens: dict[str, SecretStr]) -> FastAPI:
@@ -86,11 +75,11 @@ def make_app(service: IndexService, tokens: dict[str, SecretStr]) -> FastAPI:
                                        f"answered; try again: {exc}"}, status_code=503)  # fmt: skip
 
     @app.post("/v1/lookup", response_model=LookupOut)
-    async def lookup(body: LookupBody, who: Annotated[str, Depends(requester)]) -> dict[str, Any]:
+    async def lookup(body: LookupBody, who: Annotated[str, Depends(requester)]) -> LookupOut:
         """Hit or no-hit per token; on a hit, which owner holds which alert and whom to ask."""
         answer = await service.lookup(who, body.tokens, channel="http")
-        return {"lookup_id": str(answer.request_id), "requester": who,
-                "results": [r.model_dump(mode="json") for r in answer.results]}  # fmt: skip
+        assert answer.request_id is not None  # an answer made here always has its lookup's id
+        return LookupOut(lookup_id=answer.request_id, requester=who, results=answer.results)
 
     return app
 

@@ -22,6 +22,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
 
+from bus.access.acl import INDEX_LOOKUPS
 from bus.audit import AuditChain
 from bus.codec import AlertCodec
 from bus.envelope import (
@@ -37,7 +38,6 @@ from bus.keys import HUB_KEY_ID, Signer
 from bus.models import HitNotice, LookupAnswer
 from bus.settings import BusSettings
 from services.index.lookup import LookupOutcome
-from services.index.settings import LOOKUP_AUDIT_TOPIC, lookup_answers_topic
 
 H_REQUEST_ID = "bus-request-id"
 Output = tuple[str, bytes | None, bytes, Headers]
@@ -46,7 +46,7 @@ Output = tuple[str, bytes | None, bytes, Headers]
 async def read_lookup_audit(settings: BusSettings) -> list[dict[str, Any]]:
     """Every committed record of the lookup audit chain, in order."""
     out: list[dict[str, Any]] = []
-    async for batch in iter_records(settings, settings.topic_prefix + LOOKUP_AUDIT_TOPIC):
+    async for batch in iter_records(settings, settings.topics.lookup_audit):
         out += [json.loads(r.value) for r in sorted(batch, key=lambda r: r.offset)]
     return out
 
@@ -68,7 +68,7 @@ class Responder:
         self.settings = settings
         self.codec = codec
         self.hub = hub
-        self.audit_topic = settings.topic_prefix + LOOKUP_AUDIT_TOPIC
+        self.audit_topic = settings.topics.lookup_audit
         self.chain = AuditChain()
         self._queue: list[_Job] = []
         self._wake = asyncio.Event()
@@ -76,7 +76,7 @@ class Responder:
         # No linger: a lookup waits for its transaction; there is nothing to batch up.
         self._producer = make_producer(
             settings.model_copy(update={"linger_ms": 0}),
-            transactional_id=f"{settings.topic_prefix}bus-index-lookups",
+            transactional_id=settings.topic_prefix + INDEX_LOOKUPS,
             client_suffix="index-lookups",
         )
 
@@ -107,7 +107,7 @@ class Responder:
         ]
         if answer.request_id is not None:
             headers.append((H_REQUEST_ID, str(answer.request_id).encode()))
-        topic = lookup_answers_topic(self.settings.topic_prefix, answer.requester)
+        topic = self.settings.topics.lookup_answers(answer.requester)
         key = str(answer.request_id).encode() if answer.request_id else None
         return (topic, key, value, headers)  # fmt: skip
 

@@ -24,28 +24,22 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from bus.access.acl import INDEX_LOOKUPS
+from bus.admin import ensure_index_topics
 from bus.agreements import Agreements, load_agreements
 from bus.codec import AlertCodec
 from bus.envelope import RecordError, open_record
 from bus.errors import DecodeError, KafkaError
-from bus.kafka import Admin, bounded, make_consumer, stop_client, topic_partitions
+from bus.kafka import bounded, make_consumer, stop_client, topic_partitions
 from bus.keys import HUB_KEY_ID, KeyRing, Signer
 from bus.logs import get_logger
 from bus.models import Alert, LookupAnswer
 from bus.models._common import to_epoch_millis
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
-from bus.topics import TopicSpec, replication_for
 from services.index.lookup import LookupEngine, LookupOutcome, LookupRefused, parse_request
 from services.index.responder import Responder
-from services.index.settings import (
-    LOOKUP_AUDIT_TOPIC,
-    IndexSettings,
-    lookup_answers_topic,
-    lookup_requests_pattern,
-    lookup_requests_topic,
-    requester_of,
-)
+from services.index.settings import IndexSettings
 from services.index.store import IndexStore
 
 
@@ -75,7 +69,7 @@ class IndexService:
         # committed batch while the next one is being written.
         self.reader = IndexStore.open(index_settings.database)
         self.engine = LookupEngine(self.reader, self.agreements, expiry_clock=self.clock)
-        self.group_id = f"{settings.topic_prefix}bus-index-lookups"
+        self.group_id = settings.topic_prefix + INDEX_LOOKUPS
         self.records = self.rejected = self.lookups = self.restarts = 0
         self._poll_timeout_ms = poll_timeout_ms
         self._topic_refresh_s = topic_refresh_s
@@ -105,28 +99,9 @@ class IndexService:
     # -- topics --------------------------------------------------------------------------------
 
     async def ensure_topics(self) -> None:
-        """The lookup topics of every partner, and the audit chain. A partner without a lookup
-        agreement may ask too: it gets no-hit for every token, as if the index were empty."""
-        s, prefix = self.settings, self.settings.topic_prefix
-        requesters = sorted(self.agreements.partners)
-        async with Admin(s) as admin:
-            brokers = await admin.broker_count() if s.topic_replication_factor is None else 0
-            replicas, min_isr = replication_for(brokers, s.topic_replication_factor)
-            isr = {"min.insync.replicas": str(min_isr)}
-            specs = [
-                TopicSpec(f(prefix, r), s.topic_partitions, replicas, dict(isr))
-                for r in requesters
-                for f in (lookup_requests_topic, lookup_answers_topic)
-            ]
-            # Hit notices go to the owners' inboxes (`bus topics apply` makes them too).
-            specs += [
-                TopicSpec(s.topics.inbox(p), s.topic_partitions, replicas,
-                          {"retention.ms": str(s.ingress_retention_ms), **isr})
-                for p in requesters
-            ]  # fmt: skip
-            specs.append(TopicSpec(prefix + LOOKUP_AUDIT_TOPIC, 1, replicas,
-                                   {"retention.ms": str(s.audit_retention_ms), **isr}))  # fmt: skip
-            await admin.ensure_topics(specs)
+        """The lookup topics of every requester, the owners' inboxes and the audit chain, made
+        as `bus topics apply` makes them (on a secure bus the administrator has made them)."""
+        await ensure_index_topics(self.settings, self.agreements)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -289,7 +264,7 @@ class IndexService:
     async def _answer_requests(self) -> None:
         s = self.settings
         consumer = make_consumer(s, group_id=self.group_id, client_suffix="index-requests",
-                                 pattern=lookup_requests_pattern(s.topic_prefix))  # fmt: skip
+                                 pattern=s.topics.lookup_requests_pattern)  # fmt: skip
         await bounded(consumer.start(), s.connect_timeout_ms, "Starting the lookup consumer")
         try:
             while not self._stopping.is_set():
@@ -305,7 +280,7 @@ class IndexService:
         offsets: dict[TopicPartition, int] = {}
         now = datetime.now(UTC)
         for tp, records in batch.items():
-            requester = requester_of(self.settings.topic_prefix, tp.topic) or "unknown"
+            requester = self.settings.topics.parse_lookup_requests(tp.topic) or "unknown"
             if requester not in self.agreements.partners:
                 # Nobody the agreements know can write there, and nobody may read an answer.
                 self._log.error("lookup_unknown_requester", topic=tp.topic, records=len(records),

@@ -16,9 +16,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.settings import default_cache_dir
 
-#: The topic of the lookup audit chain: one partition, one chain (``bus audit verify`` checks it).
-LOOKUP_AUDIT_TOPIC = "bus.audit.lookups"
-
 
 class IndexSettings(BaseSettings):
     """Everything the index operator can set, each from ``BUS_<NAME>``.
@@ -44,24 +41,3 @@ class IndexSettings(BaseSettings):
     @property
     def database(self) -> Path:
         return self.data_dir / "index.sqlite3"
-
-
-def lookup_requests_topic(prefix: str, requester: str) -> str:
-    """Where ``requester`` writes lookup requests; only it may write there (ACL on the prefix)."""
-    return f"{prefix}lookup.{requester}.requests"
-
-
-def lookup_answers_topic(prefix: str, requester: str) -> str:
-    """Where the bus answers ``requester``; only it may read there."""
-    return f"{prefix}lookup.{requester}.answers"
-
-
-def lookup_requests_pattern(prefix: str) -> str:
-    return "^" + prefix.replace(".", r"\.") + r"lookup\.[a-z0-9][a-z0-9-]*\.requests$"
-
-
-def requester_of(prefix: str, topic: str) -> str | None:
-    head, tail = f"{prefix}lookup.", ".requests"
-    if topic.startswith(head) and topic.endswith(tail) and len(topic) > len(head + tail):
-        return topic[len(head) : -len(tail)]
-    return None

@@ -294,6 +294,17 @@ async def test_http_422_names_the_field_and_publishes_nothing(
     )
     assert bad_json.status_code == 422
     assert bad_json.json()["detail"][0]["loc"] == ["body"]
+    # NaN and Infinity are no JSON numbers: the body is refused as a feed file would be, whole,
+    # the valid record before them included.
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        body = b"[" + json.dumps(records[0]).encode() + b', {"x": ' + constant + b"}]"
+        refused = await client.post(
+            "/v1/mk/alerts", content=body, headers={**AUTH, "Content-Type": "application/json"}
+        )
+        assert refused.status_code == 422, constant
+        [problem] = refused.json()["detail"]
+        assert problem["type"] == "json_invalid"
+        assert f"{constant.decode()} is not a JSON number" in problem["msg"]
     assert await read_all(settings, topics) == []
 
 

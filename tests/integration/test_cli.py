@@ -50,6 +50,11 @@ async def test_keys_topics_publish_tail_and_audit_from_the_command_line(
     names = settings.topics
     for inbox in ("europol", "frontex", "jc-tabanovce"):  # partners of the agreements file
         assert f"created {names.inbox(inbox)}" in first.stderr
+    # The joint index's topics: its audit chain, requests and answers of each requester only.
+    for topic in (names.lookup_audit, names.lookup_requests("europol"),
+                  names.lookup_answers("europol")):  # fmt: skip
+        assert f"created {topic}" in first.stderr
+    assert names.lookup_requests("frontex") not in first.stderr
     schemas = await read_to_end(settings, names.schemas)
     registry = SchemaRegistry.load(REPO / "schemas")
     assert {r.key.decode() for r in schemas} == {sv.fingerprint_hex for sv in registry}

@@ -23,7 +23,6 @@ from bus.models import HitNotice
 from services.index.client import LookupFailed, lookup_over_kafka
 from services.index.http import make_app
 from services.index.responder import read_lookup_audit
-from services.index.settings import lookup_requests_topic
 from services.index.stats import write_export
 from services.index.store import IndexStore
 from tests.conftest import REPO
@@ -58,13 +57,21 @@ async def test_a_person_in_the_serbian_and_greek_feeds_hits_as_agreed(
         # Over Kafka, as the command line asks.
         both = await lookup_over_kafka(settings, "europol", [PETROVIC, UNKNOWN])
         only_rs = await lookup_over_kafka(settings, "jc-tabanovce", [PETROVIC])
-        nothing = await lookup_over_kafka(settings, "frontex", [PETROVIC, UNKNOWN])
+        # Austria asks about crossings and readmissions only: it sees the Greek crossing
+        # where Petrović was a facilitator, not the Serbian trafficking arrest.
+        route = await lookup_over_kafka(settings, "at", [PETROVIC, UNKNOWN])
+        # No lookup agreement names Frontex: it has no lookup topics to ask on.
+        with pytest.raises(LookupFailed, match="requester"):
+            await lookup_over_kafka(settings, "frontex", [PETROVIC], timeout_s=5)
         assert owners(both.results[0]) == {"rs", "gr"}
         assert owners(only_rs.results[0]) == {"rs"}
         assert both.results[1].hit is False
-        hidden = [r.model_dump() for r in nothing.results]
-        assert [{**r, "token": "-"} for r in hidden] == [
-            {"token": "-", "hit": False, "hits": []}] * 2  # fmt: skip
+        assert owners(route.results[0]) == {"gr"}
+        assert {h.alert_type for h in route.results[0].hits} <= {
+            "irregular-crossing",
+            "readmission",
+        }
+        assert route.results[1].hit is False
         rs_hit = next(h for h in both.results[0].hits if h.owner == "rs")
         assert (rs_hit.alert_type, rs_hit.role) == ("trafficking-arrest", "suspect")
         assert rs_hit.contact
@@ -118,15 +125,17 @@ async def test_a_person_in_the_serbian_and_greek_feeds_hits_as_agreed(
             notices.setdefault(cc, []).append(received.notice)
     assert set(notices) == {"rs", "gr"}
     assert {n.requester for n in notices["rs"]} == {"europol", "jc-tabanovce"}
-    assert {n.requester for n in notices["gr"]} == {"europol"}
+    assert {n.requester for n in notices["gr"]} == {"europol", "at"}
+    to_gr = {n.requester: n for n in notices["gr"]}
     gr_alerts = {h.alert_id for h in both.results[0].hits if h.owner == "gr"}
-    assert set(notices["gr"][0].alert_ids) == gr_alerts
-    assert notices["gr"][0].agreement_ids == ["europol-trafficking-lookups"]
+    assert set(to_gr["europol"].alert_ids) == gr_alerts
+    assert to_gr["europol"].agreement_ids == ["europol-trafficking-lookups"]
+    assert to_gr["at"].agreement_ids == ["balkan-route-migrants-2018"]
 
     # Every lookup is in the lookup audit chain, which verifies; so does `bus audit verify`.
     audit = await read_lookup_audit(settings)
     assert [(a["requester"], a["channel"], a["tokens"], a["hits"]) for a in audit] == [
-        ("europol", "kafka", 2, 1), ("jc-tabanovce", "kafka", 1, 1), ("frontex", "kafka", 2, 0),
+        ("europol", "kafka", 2, 1), ("jc-tabanovce", "kafka", 1, 1), ("at", "kafka", 2, 1),
         ("europol", "http", 2, 1), ("frontex", "http", 1, 0), ("europol", "kafka", 2, 1),
     ]  # fmt: skip
     assert audit[1]["agreements"] == ["jc-tabanovce-lookups"]
@@ -177,7 +186,7 @@ async def test_bad_lookups_get_a_clear_error_and_the_service_carries_on(
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
         await producer.start()
         codec = Codec(SchemaRegistry.load(settings.schemas_dir))
-        topic = lookup_requests_topic(settings.topic_prefix, "europol")
+        topic = settings.topics.lookup_requests("europol")
         as_other = codec.encode_record("lookup-request", {
             "request_id": "9a1e8f2c-58b4-4d2e-9f0a-0c1d2e3f4a5b", "requester": "rs",
             "tokens": [UNKNOWN]})  # fmt: skip
@@ -187,7 +196,7 @@ async def test_bad_lookups_get_a_clear_error_and_the_service_carries_on(
         for value in (b"not avro at all", as_other, bad_token):
             await producer.send_and_wait(topic, value)
         await producer.stop()
-        with pytest.raises(LookupFailed, match="not a partner"):
+        with pytest.raises(LookupFailed, match="requester"):
             await lookup_over_kafka(settings, "nobody", [UNKNOWN], timeout_s=5)
         ok = await lookup_over_kafka(settings, "europol", [UNKNOWN])  # still answering
         assert ok.results[0].hit is False

@@ -39,8 +39,63 @@ def test_a_country_writes_its_ingress_and_dead_letters_and_reads_only_its_inbox(
 
 def test_a_partner_that_only_receives_writes_nothing() -> None:
     access = derive_access(AGREEMENTS, TopicNames())
+    assert access.principals["frontex"].roles == ("partner",)  # no lookup agreement names it
+    assert all(g.operation == "READ" for g in access.principals["frontex"].grants)
+
+
+def test_a_requester_writes_its_lookup_requests_and_reads_its_answers_only() -> None:
+    access = derive_access(AGREEMENTS, TopicNames())
+    assert access.principals["europol"].roles == ("partner", "requester")
+    assert grants(access, "europol") == {
+        "europol: READ topic starting with 'partner.europol.'",
+        "europol: READ group starting with 'europol.'",
+        "europol: READ topic 'bus.schemas'",
+        "europol: WRITE topic 'lookup.europol.requests'",
+        "europol: READ topic 'lookup.europol.answers'",
+    }
+    lookups = {(g.principal, g.operation, g.resource) for g in access.grants
+               if g.resource.startswith("lookup.") and g.principal != "index"}  # fmt: skip
+    assert {p for p, _, _ in lookups} == set(AGREEMENTS.lookup_requesters)
+    assert all(r == f"lookup.{p}.{'requests' if op == 'WRITE' else 'answers'}"
+               for p, op, r in lookups)  # fmt: skip
+
+
+def test_a_requester_loses_its_lookup_grants_with_its_agreement() -> None:
+    europol = next(a for a in AGREEMENTS.lookups if a.requesters == {"europol"})
+    without = dataclasses.replace(
+        AGREEMENTS, lookups=tuple(a for a in AGREEMENTS.lookups if a is not europol)
+    )
+    access = derive_access(without, TopicNames())
     assert access.principals["europol"].roles == ("partner",)
     assert all(g.operation == "READ" for g in access.principals["europol"].grants)
+    assert not any("lookup.europol." in g.resource for g in access.grants)
+
+
+def test_the_index_reads_ingress_and_requests_and_writes_in_its_own_transactions() -> None:
+    access = derive_access(AGREEMENTS, TopicNames())
+    index = access.principals["index"]
+    assert index.roles == ("joint index",)
+    mine = grants(access, "index")
+    assert "index: READ topic starting with 'ingress.'" in mine
+    assert "index: READ group 'bus-index-lookups'" in mine
+    assert "index: WRITE transactional id 'bus-index-lookups'" in mine
+    assert {
+        "index: READ topic 'bus.audit.lookups'",
+        "index: WRITE topic 'bus.audit.lookups'",
+    } <= mine
+    # Hit notices go to the owners' inboxes only; it reads no inbox, no audit, no dead letter.
+    inboxes = {g.resource for g in index.grants if g.resource.startswith("partner.")}
+    assert inboxes == {f"partner.{o}.inbox" for o in AGREEMENTS.lookup_owners}
+    assert "partner.frontex.inbox" not in inboxes
+    assert all(g.operation == "WRITE" for g in index.grants if g.resource.startswith("partner."))
+    assert all(g.pattern_type == "literal" for g in index.grants if g.resource != "ingress.")
+    for topic in ("bus.audit", "bus.dlq", "bus.fanout.state"):
+        assert not any(g.resource == topic for g in index.grants)
+    for requester in AGREEMENTS.lookup_requesters:
+        assert f"index: READ topic 'lookup.{requester}.requests'" in mine
+        assert f"index: WRITE topic 'lookup.{requester}.answers'" in mine
+    assert not any(g.operation == "WRITE" and g.resource.endswith(".requests")
+                   for g in index.grants)  # fmt: skip
 
 
 def test_only_the_fanout_reads_the_audit_and_its_state_and_nobody_reads_dead_letters() -> None:
@@ -59,7 +114,8 @@ def test_only_the_fanout_reads_the_audit_and_its_state_and_nobody_reads_dead_let
 def test_the_topic_prefix_names_principals_topics_groups_and_transactional_ids() -> None:
     access = derive_access(AGREEMENTS, TopicNames("staging."))
     assert set(access.principals) == {f"staging.{p}" for p in AGREEMENTS.partners} | {
-        "staging.fanout"
+        "staging.fanout",
+        "staging.index",
     }
     for grant in access.grants:
         assert grant.principal.startswith("staging.")
@@ -82,7 +138,7 @@ def test_an_origin_without_a_partner_still_gets_its_country_principal() -> None:
     )
     partners = {"rs": AGREEMENTS.partners["rs"]}
     access = derive_access(Agreements(partners, (agreement,)), TopicNames())
-    assert set(access.principals) == {"rs", "hu", "fanout"}
+    assert set(access.principals) == {"rs", "hu", "fanout", "index"}
     assert grants(access, "hu") == {
         "hu: WRITE topic starting with 'ingress.hu.'",
         "hu: WRITE topic 'bus.dlq'",
@@ -90,8 +146,9 @@ def test_an_origin_without_a_partner_still_gets_its_country_principal() -> None:
     }
 
 
-def test_a_partner_cannot_take_a_name_the_bus_keeps() -> None:
-    partners = {"admin": Partner("admin", "Not the operators")}
+@pytest.mark.parametrize("name", ["admin", "fanout", "index"])
+def test_a_partner_cannot_take_a_name_the_bus_keeps(name: str) -> None:
+    partners = {name: Partner(name, "Not the bus")}
     with pytest.raises(PolicyError, match="reserved"):
         derive_access(Agreements(partners, ()), TopicNames())
 

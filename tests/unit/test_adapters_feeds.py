@@ -22,7 +22,14 @@ from services.adapters.feeds import (
     json_record,
 )
 from services.adapters.journal import Journal
-from services.adapters.nesting import MAX_DEPTH, deeper_than, json_too_deep, line_and_column
+from services.adapters.nesting import (
+    MAX_DEPTH,
+    JsonTooDeep,
+    deeper_than,
+    json_too_deep,
+    line_and_column,
+    load_json,
+)
 
 LIMITS = Limits(max_field_chars=100)
 _LOL = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
@@ -308,3 +315,25 @@ def test_a_journal_that_is_a_link_is_refused_and_its_target_untouched(tmp_path: 
     with pytest.raises(AdapterError, match="cannot be opened as a regular file"):
         Journal(path)
     assert target.read_bytes() == b""
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_files_and_bodies_refuse_the_numbers_json_does_not_have(constant: str) -> None:
+    text = f'[{{"a": 1}}, {{"x": {constant}}}]'
+    with pytest.raises(FeedRejected, match=f"not acceptable JSON: {constant} is not a JSON number"):
+        load_json(text, "body")
+    with pytest.raises(FeedRejected, match="not acceptable JSON"):
+        JsonFeed().parse(text.encode(), LIMITS)
+    [record] = JsonLinesFeed().parse(f'{{"x": {constant}}}'.encode(), LIMITS)
+    assert record.error is not None
+    assert "not a JSON number" in record.error.reason
+
+
+def test_load_json_names_where_a_body_breaks_and_refuses_to_parse_one_too_deep() -> None:
+    assert load_json('{"a": [1.5, null]}', "body") == {"a": [1.5, None]}
+    with pytest.raises(FeedRejected, match="not valid JSON") as broken:
+        load_json('[\n  {"a": }\n]', "body")
+    assert broken.value.where == "line 2, column 9"
+    with pytest.raises(JsonTooDeep, match="so the body is not read") as deep:
+        load_json("[" * 300 + "]" * 300, "body")
+    assert deep.value.where == "line 1, column 257"

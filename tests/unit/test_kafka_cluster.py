@@ -97,8 +97,13 @@ def test_replication_follows_the_cluster_unless_set(
 def test_every_bus_topic_carries_its_min_insync_replicas() -> None:
     specs = bus_topic_specs(
         TopicNames(), countries=["rs"], alert_types=["readmission"], partners=["europol"],
-        partitions=3, replication_factor=3, min_insync_replicas=2,
+        requesters=["europol"], partitions=3, replication_factor=3, min_insync_replicas=2,
         ingress_retention_ms=1, dlq_retention_ms=1, audit_retention_ms=-1,
     )  # fmt: skip
     assert {s.replication_factor for s in specs} == {3}
     assert {s.config["min.insync.replicas"] for s in specs} == {"2"}
+    # The joint index's topics are made the same way, in the same call.
+    by_name = {s.name: s for s in specs}
+    assert by_name["lookup.europol.requests"].partitions == 3
+    assert by_name["lookup.europol.answers"].partitions == 3
+    assert by_name["bus.audit.lookups"].partitions == 1  # one hash chain, one order
