@@ -30,8 +30,6 @@ from bus.errors import BusError
 from bus.logs import get_logger
 from bus.ops.metrics import ServiceMetrics
 
-_log = get_logger("ops")
-
 
 def make_app(metrics: ServiceMetrics) -> FastAPI:
     """The three endpoints over ``metrics`` (a FastAPI app without docs)."""
@@ -108,7 +106,8 @@ class OpsServer:
                 self._task.result()
                 raise BusError(f"The {self.metrics.service}'s metrics endpoint did not start")
             await asyncio.sleep(0.01)
-        _log.info("ops_endpoint_listening", service=self.metrics.service, url=self.url)
+        # Bound now, not at import: the command configures logging after importing this.
+        get_logger("ops").info("ops_endpoint_listening", service=self.metrics.service, url=self.url)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

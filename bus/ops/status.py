@@ -111,6 +111,13 @@ async def _kafka(
             if settings.topics.parse_ingress(t) is not None
             for p in sorted(ps)
         ]
+        # A consumer subscribed to nothing waits for metadata on each topic it is asked
+        # about (seconds for hundreds of partitions): have it learn them all at once.
+        await bounded(
+            consumer._client.set_topics(sorted({tp.topic for tp in tps})),
+            settings.request_timeout_ms, "Reading the metadata of ingress",
+            timeout_error=KafkaError,
+        )  # fmt: skip
         ends = await _offsets(consumer.end_offsets(tps), settings, "end")
         starts = await _offsets(consumer.beginning_offsets(tps), settings, "first")
     finally:
