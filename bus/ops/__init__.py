@@ -2,7 +2,7 @@
 
 Each long-running service keeps a ``ServiceMetrics`` (``service.metrics``) and serves it::
 
-    async with OpsServer(service.metrics, host="127.0.0.1", port=8471):
+    async with OpsServer(service.metrics, host="127.0.0.1", port=8490):
         await service.run()       # GET /metrics, /healthz, /readyz meanwhile
 """
 

@@ -25,13 +25,12 @@ from bus.ops.lag import ConsumerLag
 from bus.policy import RULES
 from bus.topics import TopicNames
 
-#: Buckets of the transaction latency histogram, in seconds.
-
 # Each counter's ``_created`` series doubles the exposition and says little to an operator.
 prom.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: The rules a denial names (``bus.policy.RULES`` but ``covered``), each counted from zero.
 DENIAL_RULES = tuple(rule for rule in RULES if rule != "covered")
+#: Buckets of the transaction latency histogram, in seconds.
 TRANSACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 

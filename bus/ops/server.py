@@ -1,7 +1,7 @@
 """One service's operator endpoint: ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``.
 
-    async with OpsServer(service.metrics, host="127.0.0.1", port=8471) as ops:
-        print(ops.url)            # http://127.0.0.1:8471
+    async with OpsServer(service.metrics, host="127.0.0.1", port=8490) as ops:
+        print(ops.url)            # http://127.0.0.1:8490
         await service.run()
 
 It runs on the service's own event loop, so an answer from ``/healthz`` also says the loop is

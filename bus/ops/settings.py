@@ -1,10 +1,10 @@
 """Where the services serve their operator endpoints, and what ``bus status`` looks at.
 
     BUS_METRICS_HOST=0.0.0.0             # every service's /metrics, /healthz and /readyz
-    BUS_FANOUT_METRICS_PORT=8471         # fan-out instance i serves on 8471 + i
+    BUS_FANOUT_METRICS_PORT=8490         # fan-out instance i serves on 8490 + i
     BUS_INDEX_METRICS_PORT=8472
     BUS_ADAPTER_METRICS_PORT=8480        # one adapter per port: give a second one its own
-    BUS_STATUS_SERVICES='{"fanout": "10.0.0.5:8471", "adapter-rs": "10.0.0.7:8480"}'
+    BUS_STATUS_SERVICES='{"fanout": "10.0.0.5:8490", "adapter-rs": "10.0.0.7:8480"}'
 
 A port of 0 turns a service's endpoint off.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-FANOUT_METRICS_PORT = 8471
+FANOUT_METRICS_PORT = 8490
 INDEX_METRICS_PORT = 8472
 ADAPTER_METRICS_PORT = 8480
 
@@ -64,5 +64,5 @@ def parse_address(text: str, *, what: str = "address") -> tuple[str, int]:
     """``host:port`` → (host, port); a ``ValueError`` names what is wrong."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{what} must be HOST:PORT such as 127.0.0.1:8471, got {text!r}")
+        raise ValueError(f"{what} must be HOST:PORT such as 127.0.0.1:8490, got {text!r}")
     return host.strip("[]"), int(port)

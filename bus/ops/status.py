@@ -1,6 +1,6 @@
 """``bus status``: the health and lag of every part of the bus, gathered in one pass.
 
-    status = await bus_status(settings, services={"fanout": "127.0.0.1:8471"},
+    status = await bus_status(settings, services={"fanout": "127.0.0.1:8490"},
                               index_offsets=store.offsets)
     status.healthy            # False when Kafka or a service is down or not ready
 

@@ -60,8 +60,14 @@ class Counts:
     dead_letters_by: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Counts) -> None:
-        for name in Counts.__dataclass_fields__:
+        for name in _TOTALS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in _BY_LABEL:
+            getattr(self, name).update(getattr(other, name))  # in place: runs for every record
+
+
+_BY_LABEL = ("copies_to", "notices_to", "denied_by", "dead_letters_by")
+_TOTALS = tuple(name for name in Counts.__dataclass_fields__ if name not in _BY_LABEL)
 
 
 @dataclass
