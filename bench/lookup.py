@@ -231,7 +231,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
            "BUS_TOPIC_PREFIX": prefix, "BUS_KEYS_DIR": str(keys), "BUS_AGREEMENTS": str(AGREEMENTS),
            "BUS_DATA_DIR": str(index_settings.data_dir), "BUS_LOOKUP_HTTP_PORT": str(port),
            "BUS_LOOKUP_HTTP_TOKENS": json.dumps({REQUESTER: HTTP_TOKEN}),
-           "BUS_LOG_LEVEL": "WARNING"}  # fmt: skip
+           "BUS_LOG_LEVEL": "WARNING", "BUS_INDEX_METRICS_PORT": "0"}  # fmt: skip
     proc = subprocess.Popen(  # noqa: ASYNC220 (started once, not awaited)
         [sys.executable, "-m", "bus", "index", "run"], env=env, cwd=REPO
     )

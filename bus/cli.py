@@ -9,6 +9,7 @@ bus keys generate rs                  # keys/rs.key (0600) and keys/rs.pub
 bus topics apply                      # ingress, inboxes, dlq, audit, schemas and lookup topics
 bus publish --origin rs alert.json    # validate, sign, publish
 bus tail ingress.rs.trafficking-arrest --from-beginning --max 5
+bus status                            # every part of the bus: health and lag, exit 3 if unhealthy
 """
 
 from __future__ import annotations
@@ -351,13 +352,24 @@ def tail(
 def fanout_run(
     instance: int = typer.Option(0, help="This instance's number (0-based)."),
     instances: int = typer.Option(1, help="How many instances share the ingress partitions."),
+    metrics_port: int | None = typer.Option(
+        None,
+        help="Serve /metrics, /healthz, /readyz here (default BUS_FANOUT_METRICS_PORT "
+        "plus the instance number; 0: none).",
+        min=0,
+        max=65535,
+    ),
 ) -> None:
     """Route every ingress alert to the partner inboxes its agreements allow, until Ctrl-C."""
     import signal
 
+    from bus.ops import OpsSettings, ops_endpoint
     from services.fanout.service import FanoutService
 
     settings = _settings()
+    ops = OpsSettings()
+    if metrics_port is None:
+        metrics_port = ops.fanout_metrics_port + instance if ops.fanout_metrics_port else 0
 
     async def go() -> None:
         service = FanoutService(settings, instance=instance, instances=instances)
@@ -367,10 +379,124 @@ def fanout_run(
         err.print(f"Fan-out {instance}/{instances} on {settings.bootstrap_servers} with "
                   f"{len(service.agreements.agreements)} agreement(s), "
                   f"{len(service.agreements.partners)} partner(s). Ctrl-C stops it.")  # fmt: skip
-        await service.run()
+        async with ops_endpoint(
+            service.metrics, host=ops.metrics_host, port=metrics_port,
+            setting="BUS_FANOUT_METRICS_PORT (or --metrics-port)",
+        ) as endpoint:  # fmt: skip
+            if endpoint is not None:
+                err.print(f"Metrics at {endpoint.url}/metrics", highlight=False)
+            await service.run()
         err.print(f"Stopped: {service.stats}")
 
     _run(go)
+
+
+# -- the operator's view -------------------------------------------------------------------------
+
+
+@app.command("status")
+def status(
+    service: list[str] = typer.Option(
+        None,
+        "--service",
+        help="NAME=HOST:PORT of a service's metrics endpoint to check "
+        "(repeat). Default: BUS_STATUS_SERVICES, else the fan-out, index and adapter ports.",
+    ),
+    max_lag: int | None = typer.Option(
+        None, help="Count a consumer more than this many records behind as unhealthy too."
+    ),
+    all_topics: bool = typer.Option(False, "--all", help="List every ingress topic's lag."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document instead of the table."),
+) -> None:
+    """The health and lag of every part of the bus in one table; exit 3 if any is unhealthy."""
+    from bus.ops.settings import OpsSettings, parse_address
+    from bus.ops.status import bus_status
+
+    settings = _settings()
+    services = OpsSettings().services()
+    if service:
+        services = {}
+        for item in service:
+            name, sep, address = item.partition("=")
+            if not sep or not name:
+                raise _fail(BusError(f"--service expects NAME=HOST:PORT, got {item!r}"))
+            try:
+                parse_address(address, what=f"--service {name}")
+            except ValueError as exc:
+                raise _fail(exc) from None
+            services[name] = address
+    found = _run(lambda: bus_status(settings, services=services, index_offsets=_index_offsets))
+    unhealthy = [f"{p.name} {p.state}" for p in found.parts if not p.healthy]
+    if max_lag is not None:
+        unhealthy += [f"{p.name} {p.lag.total} behind" for p in found.parts
+                      if p.lag is not None and p.lag.total > max_lag]  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(_status_json(found, unhealthy), ensure_ascii=False) + "\n")
+        if unhealthy:
+            raise typer.Exit(code=3)
+        return
+    out.print(_status_table(found, all_topics=all_topics))
+    if unhealthy:
+        out.print(f"[bold red]unhealthy:[/] {', '.join(unhealthy)}", highlight=False)
+        raise typer.Exit(code=3)
+    out.print("[bold green]healthy[/]", highlight=False)
+
+
+def _index_offsets() -> dict[tuple[str, int], int] | None:
+    """The offsets the index database here has committed, read-only; None without one."""
+    import sqlite3
+
+    from services.index.settings import IndexSettings
+    from services.index.store import IndexStore
+
+    database = IndexSettings().database
+    if not database.exists():
+        return None
+    store = IndexStore.open(database, readonly=True)
+    try:
+        return store.offsets()
+    except sqlite3.Error:  # not initialised yet
+        return None
+    finally:
+        store.close()
+
+
+def _status_json(found: Any, unhealthy: list[str]) -> dict[str, Any]:
+    parts = []
+    for p in found.parts:
+        part = {"name": p.name, "state": p.state, "healthy": p.healthy, "detail": p.detail}
+        if p.lag is not None:
+            part["lag"] = p.lag.total
+            part["lag_by_topic"] = p.lag.by_topic()
+        parts.append(part)
+    return {"healthy": not unhealthy, "unhealthy": unhealthy, "parts": parts}
+
+
+_STATE_STYLE = {"ok": "green", "ready": "green", "not ready": "yellow", "down": "red"}
+#: Ingress topics listed under a consumer, at most (the most behind first), without --all.
+_TOPIC_ROWS = 12
+
+
+def _status_table(found: Any, *, all_topics: bool) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Balkan Alert Bus", title_justify="left")
+    for column in ("part", "state", "lag", "detail"):
+        table.add_column(column, justify="right" if column == "lag" else "left")
+    for part in found.parts:
+        style = _STATE_STYLE.get(part.state, "dim")
+        lag = "" if part.lag is None else str(part.lag.total)
+        table.add_row(part.name, f"[{style}]{part.state}[/]", lag, part.detail)
+        if part.lag is None:
+            continue
+        topics = sorted(part.lag.by_topic().items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        shown = topics if all_topics else [t for t in topics if sum(t[1].values())]
+        for topic, partitions in shown[: None if all_topics else _TOPIC_ROWS]:
+            each = ", ".join(f"p{p} {n}" for p, n in sorted(partitions.items()))
+            table.add_row(f"  {topic}", "", str(sum(partitions.values())), each)
+        if not all_topics and len(shown) > _TOPIC_ROWS:
+            table.add_row("  …", "", "", f"{len(shown) - _TOPIC_ROWS} more topic(s) behind (--all)")
+    return table
 
 
 def _load_audit(file: Path | None) -> list[dict[str, Any]]:

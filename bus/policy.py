@@ -55,6 +55,9 @@ class Decision:
     notice: bool = False
     #: Denied because the alert's ``expires_at`` had passed when it was routed.
     expired: bool = False
+    #: Which rule decided, in one word of ``RULES`` (``reason`` says it in full): bounded, so
+    #: that denials can be counted by it.
+    rule: str = "covered"
 
     @property
     def outcome(self) -> str:
@@ -64,6 +67,13 @@ class Decision:
         if self.notice:
             return "notice"
         return "expired" if self.expired else "denied"
+
+
+#: The rules a decision names: ``covered`` for a delivery, the others for a denial.
+RULES = (
+    "covered", "origin", "expired", "no-agreement", "not-in-force", "status", "tlp",
+    "red-needs-explicit", "not-explicit-recipient",
+)  # fmt: skip
 
 
 def decide(
@@ -100,7 +110,9 @@ def decide(
     decisions: list[Decision] = []
     for pid, partner in agreements.partners.items():
         if partner.country == header.origin:
-            decisions.append(_deny(pid, (), "origin: the origin does not receive its own alert"))
+            decisions.append(
+                _deny(pid, (), "origin: the origin does not receive its own alert", "origin")
+            )
             continue
         decision = _decide_one(alert, pid, covering, expired, routed_at)
         if pid in referenced:
@@ -122,13 +134,13 @@ def _decide_one(
     if expired:
         assert header.expires_at is not None
         reason = f"expired at {header.expires_at.isoformat()}, before it was routed ({_iso(now)})"
-        return Decision(pid, False, _ids(matching), (), reason, expired=True)
+        return Decision(pid, False, _ids(matching), (), reason, expired=True, rule="expired")
     if not matching:
-        return _deny(pid, (), _why_none(alert, pid, day, named))
+        return _deny(pid, (), *_why_none(alert, pid, day, named))
     if tlp is Tlp.RED and not explicit:
-        return _deny(pid, matching, _RED_NEEDS_EXPLICIT)
+        return _deny(pid, matching, _RED_NEEDS_EXPLICIT, "red-needs-explicit")
     if explicit and pid not in explicit:
-        return _deny(pid, matching, "not an explicit recipient")
+        return _deny(pid, matching, "not an explicit recipient", "not-explicit-recipient")
     ids = _ids(matching)
     return Decision(pid, True, ids, _removed_by_all(matching), f"covered by {', '.join(ids)}")
 
@@ -164,29 +176,30 @@ def _removes(paths: Iterable[str], path: str) -> bool:
     return any(covers(prefix, path) for prefix in paths)
 
 
-def _why_none(alert: Alert, pid: str, day: date, named: Sequence[Agreement]) -> str:
+def _why_none(alert: Alert, pid: str, day: date, named: Sequence[Agreement]) -> tuple[str, str]:
+    """Why no agreement matches, in full and as the rule's word."""
     header = alert.header
     origin, alert_type, tlp, status = header.origin, alert.alert_type, header.tlp, header.status
     if not named:
-        return f"no agreement shares {alert_type} from {origin} with {pid}"
+        return f"no agreement shares {alert_type} from {origin} with {pid}", "no-agreement"
     in_force = [a for a in named if a.valid_on(day)]
     if not in_force:
         periods = ", ".join(f"{a.id} {a.valid_from}..{a.valid_until or ''}" for a in named)
-        return f"no agreement in force on {day} ({periods})"
+        return f"no agreement in force on {day} ({periods})", "not-in-force"
     carrying = [a for a in in_force if a.carries(status)]
     if not carrying:
         kinds = ", ".join(f"{a.id} carries {'/'.join(sorted(a.statuses))}" for a in in_force)
-        return f"a {status.value} alert, which no agreement in force carries ({kinds})"
+        return f"a {status.value} alert, which no agreement in force carries ({kinds})", "status"
     limits = ", ".join(f"{a.id} up to {a.max_tlp.value}" for a in carrying)
-    return f"TLP:{tlp.value} is above what the agreements allow ({limits})"
+    return f"TLP:{tlp.value} is above what the agreements allow ({limits})", "tlp"
 
 
 def _iso(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat()
 
 
-def _deny(pid: str, matching: Sequence[Agreement], reason: str) -> Decision:
-    return Decision(pid, False, _ids(matching), (), reason)
+def _deny(pid: str, matching: Sequence[Agreement], reason: str, rule: str) -> Decision:
+    return Decision(pid, False, _ids(matching), (), reason, rule=rule)
 
 
 def _ids(agreements: Iterable[Agreement]) -> tuple[str, ...]:

@@ -57,6 +57,7 @@ from bus.kafka import read_to_end
 from bus.kafka.local import LocalKafka
 from bus.logs import configure_logging
 from bus.models import ALERT_MODELS, ALERT_TYPES, Alert, HitNotice, WithdrawalNotice
+from bus.ops.settings import OpsSettings
 from services.adapters import Adapter, DropFolder, IdentityHasher, available_countries, load_mapping
 from services.fanout.service import FanoutService
 
@@ -276,6 +277,12 @@ def main() -> None:
         asyncio.run(run(settings, principal))
         if settings.principal:
             show_kit(settings)
+        ops = OpsSettings()
+        console.print(f"\nMetrics: `bus fanout run`, `bus index run` and `bus adapter run` serve "
+                      f"/metrics, /healthz and /readyz on {ops.metrics_host}:"
+                      f"{ops.fanout_metrics_port}, :{ops.index_metrics_port} and "
+                      f":{ops.adapter_metrics_port}; `bus status` shows the whole bus.",
+                      highlight=False)  # fmt: skip
     except BusError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         sys.exit(1)

@@ -73,6 +73,28 @@ class Admin:
         )  # fmt: skip
         return len(cluster["brokers"])
 
+    async def brokers(self) -> tuple[list[str], int | None]:
+        """The cluster's brokers as ``host:port`` (by node id) and its controller's id."""
+        cluster = await bounded(
+            self._client.describe_cluster(), self._settings.request_timeout_ms,
+            "Describing the cluster", timeout_error=KafkaError,
+        )  # fmt: skip
+        found = sorted(cluster["brokers"], key=lambda b: b["node_id"])
+        controller = cluster.get("controller_id")
+        return [f"{b['host']}:{b['port']}" for b in found], controller
+
+    async def group_state(self, group_id: str) -> tuple[str, int]:
+        """A consumer group's state (``Stable``, ``Empty``, ``Dead``…) and number of members."""
+        responses = await bounded(
+            self._client.describe_consumer_groups([group_id]), self._settings.request_timeout_ms,
+            f"Describing group {group_id}", timeout_error=KafkaError,
+        )  # fmt: skip
+        for response in responses:
+            for group in response.to_object()["groups"]:
+                if group["group"] == group_id:
+                    return str(group["state"]), len(group["members"])
+        return "Dead", 0
+
     async def committed_offsets(self, group_id: str) -> dict[TopicPartition, int]:
         """The committed offset of every partition of ``group_id`` (one request)."""
         offsets = await bounded(

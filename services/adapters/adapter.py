@@ -24,6 +24,7 @@ from typing import Any
 from bus import Alert, BusError, BusSettings, Publisher, PublishResult, ValidationError
 from bus.kafka import bounded, make_producer, stop_client
 from bus.logs import get_logger
+from bus.ops.metrics import AdapterMetrics
 from bus.publisher import PreparedAlert
 from services.adapters.errors import BatchRejected, RecordRejected, unexpected
 from services.adapters.feeds import FeedRecord, Limits, json_record
@@ -71,6 +72,8 @@ class Adapter:
         self.quarantine = Quarantine(settings, mapping.cc, self._dlq)
         self._pace = _Pace(self.config.max_records_per_second)
         self.log = get_logger("adapter", origin=mapping.cc)
+        self._connected = False
+        self.metrics = AdapterMetrics(mapping.cc, ready=lambda: self._connected)
 
     @property
     def cc(self) -> str:
@@ -87,9 +90,11 @@ class Adapter:
         except BaseException:
             await self._publisher.__aexit__(None, None, None)
             raise
+        self._connected = True
         return self
 
     async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        self._connected = False
         try:
             problem = await stop_client(self._dlq, self.settings.publish_timeout_ms)
             if problem:
@@ -168,7 +173,9 @@ class Adapter:
         if not prepared:
             return []
         await self._pace.wait(len(prepared))
-        return await self._publisher.publish_prepared(prepared)
+        results = await self._publisher.publish_prepared(prepared)
+        self.metrics.handled("published", len(results))
+        return results
 
     async def submit(self, items: Sequence[Any], *, source: str = "http") -> list[PublishResult]:
         """Map every item (native JSON records); publish all only if every one maps.
@@ -188,6 +195,7 @@ class Adapter:
                 self.log.warning(
                     "record_rejected", source=source, index=index, field=field, reason=reason
                 )
+            self.metrics.handled("rejected", len(problems))
             raise BatchRejected(problems)
         results = await self.publish([o for o in outcomes if not isinstance(o, RecordRejected)])
         for result in results:
@@ -216,3 +224,4 @@ class Adapter:
                 error_class=type(r.error.__cause__ or r.error).__name__,
             )
         await self.quarantine.put(rejections, report=report, file_sha256=file_sha256)
+        self.metrics.handled("quarantined", len(rejections))

@@ -13,6 +13,7 @@ set (``--dev-identity-key`` uses a public key, for demos only).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -24,6 +25,7 @@ from rich.console import Console
 
 from bus.errors import BusError
 from bus.logs import configure_logging, get_logger
+from bus.ops.settings import OpsSettings
 from bus.settings import BusSettings
 from services.adapters.adapter import Adapter
 from services.adapters.dropfolder import DropFolder
@@ -132,6 +134,13 @@ def run(
         None, "--state-dir", help="Where the journal is kept (default: <watch>/.state)."
     ),
     dev_identity_key: bool = typer.Option(False, "--dev-identity-key", help=DEV_KEY_HELP),
+    metrics_port: int | None = typer.Option(
+        None,
+        help="Serve /metrics, /healthz, /readyz here (default BUS_ADAPTER_METRICS_PORT; 0: none; "
+        "never with --once).",
+        min=0,
+        max=65535,
+    ),
 ) -> None:
     """Run the adapter of country CC until interrupted (with --once: until the folder is done)."""
     settings = BusSettings()
@@ -145,12 +154,21 @@ def run(
         mapping = load_mapping(cc)
         identity = IdentityHasher.from_settings(config, allow_dev_key=dev_identity_key)
         address = _parse_address(http) if http else None
+        ops = OpsSettings()
+        endpoint = (
+            ops.metrics_host,
+            ops.adapter_metrics_port if metrics_port is None else metrics_port,
+        )
         if address and not config.http_tokens.get(cc):
             raise AdapterError(
                 f"BUS_ADAPTER_HTTP_TOKENS has no token for {cc!r}; set it as JSON, e.g. "
                 f'{{"{cc}": "<a long random token>"}}'
             )
-        asyncio.run(_serve(settings, config, mapping.cc, identity, watch, address, once, state_dir))
+        asyncio.run(
+            _serve(
+                settings, config, mapping.cc, identity, watch, address, once, state_dir, endpoint
+            )
+        )
     except BusError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -166,6 +184,7 @@ async def _serve(
     address: tuple[str, int] | None,
     once: bool,
     state_dir: Path | None,
+    endpoint: tuple[str, int],
 ) -> None:
     if config.identity_key is None:
         get_logger("adapter", origin=cc).warning(
@@ -189,10 +208,22 @@ async def _serve(
                             soft_wrap=True,
                         )
                     return
-                tasks.append(asyncio.create_task(folder.run(stop)))
-                await _with_http(adapter, config, address, stop, tasks)
+                async with _ops(adapter, endpoint):
+                    tasks.append(asyncio.create_task(folder.run(stop)))
+                    await _with_http(adapter, config, address, stop, tasks)
         else:
-            await _with_http(adapter, config, address, stop, tasks)
+            async with _ops(adapter, endpoint):
+                await _with_http(adapter, config, address, stop, tasks)
+
+
+def _ops(
+    adapter: Adapter, endpoint: tuple[str, int]
+) -> contextlib.AbstractAsyncContextManager[object]:
+    from bus.ops.server import ops_endpoint
+
+    host, port = endpoint
+    return ops_endpoint(adapter.metrics, host=host, port=port,
+                        setting="BUS_ADAPTER_METRICS_PORT (or --metrics-port)")  # fmt: skip
 
 
 async def _with_http(

@@ -146,8 +146,10 @@ class DropFolder:
         self._check_own_directories()
         files, others = self._list(settled_only=settled_only)
         outcomes = [await self._refuse(path, NotRegular(kind)) for path, kind in others]
+        self.adapter.metrics.file_outcomes(o.outcome for o in outcomes)
         for path in files:
             outcomes.append(await self.ingest(path))
+            self.adapter.metrics.file_outcomes([outcomes[-1].outcome])
             self._seen.pop(path, None)
         return outcomes
 
@@ -282,6 +284,7 @@ class DropFolder:
         outcome.published += len(publish)
         outcome.quarantined += len(rejections)
         outcome.skipped += len(skipped)
+        self.adapter.metrics.handled("skipped", len(skipped))
 
     async def _reject_file(
         self, path: Path, content: FileContent | None, problem: FeedRejected, *, head: bytes

@@ -13,6 +13,7 @@ under the ordinary rules, and the audit says the reference was unknown.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,10 +52,22 @@ class Counts:
     refused: int = 0
     failed: int = 0
     dead_lettered: int = 0
+    #: By label, for the metrics: copies and notices per partner, denials per rule, dead
+    #: letters per stage.
+    copies_to: Counter[str] = field(default_factory=Counter)
+    notices_to: Counter[str] = field(default_factory=Counter)
+    denied_by: Counter[str] = field(default_factory=Counter)
+    dead_letters_by: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Counts) -> None:
-        for name in Counts.__dataclass_fields__:
+        for name in _TOTALS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in _BY_LABEL:
+            getattr(self, name).update(getattr(other, name))  # in place: runs for every record
+
+
+_BY_LABEL = ("copies_to", "notices_to", "denied_by", "dead_letters_by")
+_TOTALS = tuple(name for name in Counts.__dataclass_fields__ if name not in _BY_LABEL)
 
 
 @dataclass
@@ -104,6 +117,7 @@ class Router:
             )  # fmt: skip
         except RecordError as exc:
             out.counts.dead_lettered += 1
+            out.counts.dead_letters_by[exc.stage] += 1
             out.outputs.append(self._dead_letter(record, exc.error, exc.stage))
             return out
         alert = received.alert
@@ -164,6 +178,7 @@ class Router:
                 delivered.append(pid)
                 where = inbox
                 out.counts.delivered += 1
+                out.counts.copies_to[pid] += 1
             elif decision.notice:
                 notice = WithdrawalNotice.for_partner(
                     alert, partner_id=pid, alert_ids=held[pid], now=now
@@ -176,10 +191,13 @@ class Router:
                 noticed.append(pid)
                 where = inbox
                 out.counts.notices += 1
+                out.counts.notices_to[pid] += 1
             elif decision.expired:
                 out.counts.expired += 1
+                out.counts.denied_by["expired"] += 1
             else:
                 out.counts.denied += 1
+                out.counts.denied_by[decision.rule] += 1
             if unknown and outcome != "failed":
                 reason += f" ({unrouted})"
             out.outputs.append(self._audit(
@@ -199,6 +217,7 @@ class Router:
             )
             out.outputs.append(self._dead_letter(record, error, STAGE_DELIVER))
             out.counts.dead_lettered += 1
+            out.counts.dead_letters_by[STAGE_DELIVER] += 1
         return out
 
     def _refuse(
@@ -215,6 +234,7 @@ class Router:
         )
         out.counts.refused += 1
         out.counts.dead_lettered += 1
+        out.counts.dead_letters_by[STAGE_POLICY] += 1
         out.outputs.append(self._dead_letter(record, PolicyError(reason), STAGE_POLICY))
         out.outputs.append(self._audit(chain, base, None, "refused", reason))
         return out

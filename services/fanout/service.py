@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from bus.kafka import Admin, bounded, make_consumer, make_producer, stop_client,
 from bus.keys import HUB_KEY_ID, KeyRing, Signer
 from bus.logs import get_logger
 from bus.models import Alert
+from bus.ops.metrics import FanoutMetrics
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from services.fanout.router import Counts, Router
@@ -112,6 +114,9 @@ class FanoutService:
         self._attempts: dict[Position, dict[str, str]] = {}
         self._tries: dict[Position, int] = {}
         self._refused_in_row = 0
+        self.metrics = FanoutMetrics(self.names, ready=self._ready.is_set,
+                                     partners=self.agreements.partners,
+                                     audit_head=lambda: self._chain.next_index)  # fmt: skip
         self._log = get_logger("fanout", instance=instance)
 
     async def __aenter__(self) -> FanoutService:
@@ -177,6 +182,7 @@ class FanoutService:
             consumer = make_consumer(s, group_id=self.group_id, client_suffix="fanout")
             await bounded(consumer.start(), s.connect_timeout_ms, "Starting the fan-out consumer")
             assigned = await self._assign(consumer, set())
+            self.metrics.follow(consumer)
             self._ready.set()
             self._log.info("fanout_ready", partitions=len(assigned), alerts_known=len(self._routed))
             loop = asyncio.get_running_loop()
@@ -305,6 +311,7 @@ class FanoutService:
             ends.append(len(outputs))
             counts.add(routing.counts)
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        started = time.perf_counter()
         try:
             await commit(
                 producer, outputs, offsets, group_id=self.group_id, partitions=self._partitions,
@@ -320,6 +327,8 @@ class FanoutService:
         self._chain = chain
         self.stats.add(counts)
         self.stats.transactions += 1
+        self.metrics.committed((r.topic for r in records), counts,
+                               seconds=time.perf_counter() - started)  # fmt: skip
         self._refused_in_row = 0
         for record in records:
             position = _position(record)

@@ -43,12 +43,21 @@ def _settings() -> tuple[BusSettings, IndexSettings]:
 @index_app.command("run")
 def index_run(
     http: bool = typer.Option(True, help="Serve POST /v1/lookup (BUS_LOOKUP_HTTP_PORT)."),
+    metrics_port: int | None = typer.Option(
+        None,
+        help="Serve /metrics, /healthz, /readyz here (default BUS_INDEX_METRICS_PORT; 0: none).",
+        min=0,
+        max=65535,
+    ),
 ) -> None:
     """Fold verified ingress into the index and statistics; answer lookups; until Ctrl-C."""
+    from bus.ops import OpsSettings, ops_endpoint
     from services.index.http import serve
     from services.index.service import IndexService
 
     settings, index_settings = _settings()
+    ops = OpsSettings()
+    port = ops.index_metrics_port if metrics_port is None else metrics_port
 
     async def go() -> None:
         service = IndexService(settings, index_settings)
@@ -65,7 +74,13 @@ def index_run(
                 index_settings.lookup_http_tokens,
             ))  # fmt: skip
         try:
-            await service.run()
+            async with ops_endpoint(
+                service.metrics, host=ops.metrics_host, port=port,
+                setting="BUS_INDEX_METRICS_PORT (or --metrics-port)",
+            ) as endpoint:  # fmt: skip
+                if endpoint is not None:
+                    err.print(f"Metrics at {endpoint.url}/metrics", highlight=False)
+                await service.run()
         finally:
             if server is not None:
                 server.cancel()

@@ -35,6 +35,7 @@ from bus.keys import HUB_KEY_ID, KeyRing, Signer
 from bus.logs import get_logger
 from bus.models import Alert, LookupAnswer
 from bus.models._common import to_epoch_millis
+from bus.ops.metrics import IndexMetrics
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from services.index.lookup import LookupEngine, LookupOutcome, LookupRefused, parse_request
@@ -71,11 +72,19 @@ class IndexService:
         self.engine = LookupEngine(self.reader, self.agreements, expiry_clock=self.clock)
         self.group_id = settings.topic_prefix + INDEX_LOOKUPS
         self.records = self.rejected = self.lookups = self.restarts = 0
+        self.fetched = 0  # records read from ingress; ``records`` once they are committed
         self._poll_timeout_ms = poll_timeout_ms
         self._topic_refresh_s = topic_refresh_s
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
         self._responder: Responder | None = None
+        self.metrics = IndexMetrics(
+            ready=lambda: self._ready.is_set() and self._responder is not None,
+            entries=lambda: IndexStore.entry_count(index_settings.database),
+            in_flight=lambda: self.fetched - self.records,
+            audit_head=lambda: self._responder.chain.next_index if self._responder else None,
+            audit_chain=settings.topic_prefix + LOOKUP_AUDIT_TOPIC,
+        )
         self._log = get_logger("index")
 
     async def __aenter__(self) -> IndexService:
@@ -159,6 +168,7 @@ class IndexService:
         try:
             loop = asyncio.get_running_loop()
             assigned = await self._assign(consumer, set())
+            self.metrics.follow(consumer)
             ends = await consumer.end_offsets(sorted(assigned)) if until_end else {}
             self._ready.set()
             self._log.info("index_ready", partitions=len(assigned), **self.store.counts())
@@ -180,6 +190,7 @@ class IndexService:
                 if batch:
                     # Decode and verify this batch while the previous one is being written.
                     alerts, offsets, count = self._decode(batch)
+                    self.fetched += count
                     if pending is not None:
                         await pending
                     pending = asyncio.create_task(self._apply(alerts, offsets, count))
@@ -233,6 +244,7 @@ class IndexService:
         # SQLite work off the event loop, so that lookups keep answering meanwhile.
         changed = await asyncio.to_thread(self.store.apply_batch, alerts, offsets, now_ms=now_ms)
         self.records += count
+        self.metrics.records.inc(count)
         self._log.debug("index_batch", records=count, alerts=len(alerts), changed=changed)
 
     def _open(self, record: ConsumerRecord) -> Alert | None:
@@ -244,6 +256,7 @@ class IndexService:
             ).alert  # fmt: skip
         except RecordError as exc:
             self.rejected += 1
+            self.metrics.rejected.inc()
             self._log.warning(
                 "index_record_rejected", topic=record.topic, partition=record.partition,
                 offset=record.offset, stage=exc.stage, error_class=type(exc.error).__name__,
@@ -259,6 +272,7 @@ class IndexService:
                                      now=datetime.now(UTC))  # fmt: skip
         await self.responder.commit([outcome], answer_on_kafka=False)
         self.lookups += 1
+        self.metrics.looked_up([outcome.audit])
         return outcome.answer
 
     async def _answer_requests(self) -> None:
@@ -313,3 +327,4 @@ class IndexService:
         await self.responder.commit(outcomes, refusals, answer_on_kafka=True, offsets=offsets,
                                     group_id=self.group_id)  # fmt: skip
         self.lookups += len(outcomes)
+        self.metrics.looked_up([o.audit for o in outcomes], refused=len(refusals))

@@ -210,6 +210,15 @@ class IndexStore:
         for month, dims, value in rows:
             yield month, tuple(json.loads(dims)), value
 
+    @classmethod
+    def entry_count(cls, path: Path) -> int:
+        """Entries in the index at ``path``, read through a connection of its own (any thread)."""
+        store = cls.open(path, readonly=True)
+        try:
+            return int(store.conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+        finally:
+            store.close()
+
     def counts(self) -> dict[str, int]:
         """Rows per table, for logs and tests."""
         return {t: self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]

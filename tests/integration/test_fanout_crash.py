@@ -39,6 +39,7 @@ def _start(settings: BusSettings, log: Path) -> subprocess.Popen[bytes]:
         "BUS_TOPIC_PREFIX": settings.topic_prefix,
         "BUS_AGREEMENTS": str(settings.agreements),
         "BUS_LOG_FORMAT": "json",
+        "BUS_FANOUT_METRICS_PORT": "0",  # no fixed port: other runs may share this machine
         "PYTHONPATH": str(REPO),
     }
     with log.open("ab") as out:

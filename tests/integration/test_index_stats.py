@@ -31,7 +31,8 @@ def _env(settings: BusSettings, data_dir: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "BUS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "BUS_TOPIC_PREFIX": settings.topic_prefix, "BUS_KEYS_DIR": str(settings.keys_dir),
             "BUS_AGREEMENTS": str(AGREEMENTS), "BUS_DATA_DIR": str(data_dir),
-            "BUS_LOG_LEVEL": "WARNING", "BUS_LOOKUP_HTTP_PORT": "0", **extra}  # fmt: skip
+            "BUS_LOG_LEVEL": "WARNING", "BUS_LOOKUP_HTTP_PORT": "0", "BUS_INDEX_METRICS_PORT": "0",
+            **extra}  # fmt: skip
 
 
 async def _publish(settings: BusSettings, alerts: list[Alert]) -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from bus import AlertCodec, SchemaRegistry
 from bus.agreements import Agreement, Agreements, load_agreements, parse_agreements
 from bus.models import ALERT_MODELS, ALERT_TYPES, Alert, AlertHeader
-from bus.policy import Decision, decide
+from bus.policy import RULES, Decision, decide
 from bus.redact import field_kinds, redact, removable_paths
 from tests.conftest import REPO
 from tests.factories import make_alert
@@ -287,6 +287,31 @@ def test_referenced_recipients_do_not_matter_for_a_new_alert() -> None:
     alert = _crossing(explicit_recipients=["jc-tabanovce"])
     with_refs = decide(alert, TABANOVCE, referenced_recipients=frozenset({"mk", "europol"}))
     assert with_refs == decide(alert, TABANOVCE)
+
+
+def test_each_decision_names_its_rule_in_one_word() -> None:
+    """The word that denials are counted by (``bus_denials_total{reason}``), one per rule."""
+    agreements = _agreements(
+        _agreement("tabanovce", valid_until=date(2014, 12, 31)),
+        _agreement("red", recipients=["europol"], max_tlp="RED"),
+    )
+    now = datetime(2014, 6, 1, tzinfo=UTC)
+
+    def rules(alert: Alert) -> dict[str, str]:
+        return {d.partner_id: d.rule for d in decide(alert, agreements, now=now)}
+
+    assert rules(_crossing()) == {
+        "rs": "origin", "mk": "covered", "jc-tabanovce": "covered", "europol": "covered",
+        "hr": "no-agreement", "frontex": "no-agreement",
+    }  # fmt: skip
+    assert rules(_crossing(tlp="AMBER_STRICT"))["mk"] == "tlp"
+    assert rules(_crossing(occurred_at="2015-03-01T10:00:00Z"))["mk"] == "not-in-force"
+    assert rules(_crossing(status="EXERCISE"))["mk"] == "status"
+    assert rules(_crossing(tlp="RED"))["europol"] == "red-needs-explicit"
+    assert rules(_crossing(explicit_recipients=["mk"]))["jc-tabanovce"] == "not-explicit-recipient"
+    assert rules(_crossing(expires_at="2014-02-01T00:00:00Z"))["mk"] == "expired"
+    every = {r for alert in (_crossing(), _crossing(tlp="RED")) for r in rules(alert).values()}
+    assert every <= set(RULES)
 
 
 def test_the_shipped_agreements_send_frontex_crossings_without_personal_data() -> None:
