@@ -6,9 +6,10 @@
 A cell is one month and one combination of the chosen dimensions; its value is the sum of the
 facts in it. A cell whose value is above zero but below ``min_cell`` is suppressed in every output
 (value None, status ``C`` for confidential in SDMX terms), so that a small count cannot point to a
-person, and so is every cell that would give a suppressed one back by subtraction from a total
-(``services/index/suppression.py``): each table is cut from one protected cube per month, so
-no ``--by``, export or chart shows what another hides. The rules are in ``docs/statistics.md``.
+person, and so is every cell that would give a suppressed one back by sums and differences of
+published ones (``services/index/suppression.py``): each table is cut from one protected cube
+per month, so no ``--by``, export or chart shows what another hides. The rules are in
+``docs/statistics.md``.
 """
 
 from __future__ import annotations
