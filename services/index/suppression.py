@@ -105,15 +105,17 @@ def _secondary(cells: Mapping[Coord, int], primary: set[Coord]) -> set[Coord]:
             holding.setdefault(i, set()).add(h)
     basis: dict[int, tuple[Vector, tuple[int, int]]] = {}  # by pivot, the smallest index
     out = set(primary)
-    for cell in sorted(
-        (c for c in cells if c not in primary), key=lambda c: (-cells[c], _order(c))
-    ):
-        r = _reduce(dict.fromkeys(cover[cell], 1), basis)
+    same: dict[frozenset[int], list[Coord]] = {}
+    for c in sorted((c for c in cells if c not in primary), key=_order):
+        same.setdefault(frozenset(cover[c]), []).append(c)
+    # One decision for the cells that are one vector: the same count, in several margins.
+    for vector, alike in sorted(same.items(), key=lambda kv: (-cells[kv[1][0]], _order(kv[1][0]))):
+        r = _reduce(dict.fromkeys(vector, 1), basis)
         if not r:
             continue  # a combination of published cells already: publishing it tells nothing
         fp = forms.of(r)
         if _direction(fp) in seen:
-            out.add(cell)
+            out.update(alike)
             continue
         pivot = min(r)
         inverse = pow(r[pivot], -1, PRIME)
