@@ -214,6 +214,18 @@ def test_the_checks_find_what_primary_suppression_alone_leaves_open() -> None:
     }
 
 
+def test_several_groups_together_cannot_give_a_cell_back() -> None:
+    """No group holds a lone suppressed cell, yet rs = 5 - 3 (its sy and af are all of those
+    nationalities): one subtraction per group is not enough of a rule."""
+    cells = cube({("rs", "af"): 1, ("rs", "iq"): 1, ("mk", "sy"): 1, ("al", "sy"): 2})
+    alone = frozenset(c for c in cells if c not in {(TOTAL, TOTAL), (TOTAL, "sy")})
+    assert list(recoverable(cells, alone)) == []
+    assert computable(cells, alone) == [("rs", TOTAL)]
+    hidden = suppress(cells, min_cell=3)
+    assert set(cells) - hidden == {(TOTAL, TOTAL)}  # sy (3) would give rs away: suppressed
+    assert computable(cells, hidden) == []
+
+
 class _Facts:
     """A store holding facts only, as the index writes them: one row per alert."""
 
