@@ -195,7 +195,8 @@ def stats_show(
     table = stats_table(store, indicator, first_month=first, last_month=last, by=by or None,
                         min_cell=min_cell)  # fmt: skip
     out = RichTable(title=f"{table.indicator.title} ({table.indicator.unit}); cells below "
-                          f"{min_cell} suppressed (·)")  # fmt: skip
+                          f"{min_cell}, and cells that would give one away, suppressed "
+                          "(·)")  # fmt: skip
     for column in ("month", *table.dimensions):
         out.add_column(column)
     out.add_column(table.indicator.unit, justify="right")

@@ -6,7 +6,10 @@
 A cell is one month and one combination of the chosen dimensions; its value is the sum of the
 facts in it. A cell whose value is above zero but below ``min_cell`` is suppressed in every output
 (value None, status ``C`` for confidential in SDMX terms), so that a small count cannot point to a
-person. The rules are in ``docs/statistics.md``.
+person, and so is every cell that would give a suppressed one back by sums and differences of
+published ones (``services/index/suppression.py``): each table is cut from one protected cube
+per month, so no ``--by``, export or chart shows what another hides. The rules are in
+``docs/statistics.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from bus.errors import BusError
 from services.index.indicators import BY_ID, INDICATORS, Indicator
 from services.index.store import IndexStore
+from services.index.suppression import TOTAL, cube, suppress
 
 FORMATS = ("csv", "json", "sdmx-csv")
 #: SDMX: the value of a dimension that does not apply to an indicator.
@@ -89,17 +93,27 @@ def stats_table(
             raise StatsError(
                 f"{ind.id} has no dimension {d!r}; its dimensions: {', '.join(ind.dimensions)}"
             )
+    if len(set(dims)) != len(dims):
+        raise StatsError(f"--by names a dimension twice: {', '.join(dims)}")
     picks = [ind.dimensions.index(d) for d in dims]
-    sums: dict[tuple[str, tuple[str, ...]], int] = {}
+    leaves: dict[str, dict[tuple[str, ...], int]] = {}
     for month, fact_dims, value in store.facts(
         ind.id, first_month=_month(first_month, "--from"), last_month=_month(last_month, "--to")
     ):
-        key = (month, tuple(fact_dims[i] for i in picks))
-        sums[key] = sums.get(key, 0) + value
-    cells = tuple(
-        Cell(month, d, None if 0 < v < min_cell else v) for (month, d), v in sorted(sums.items())
-    )
-    return Table(ind, dims, cells, min_cell)
+        month_leaves = leaves.setdefault(month, {})
+        month_leaves[fact_dims] = month_leaves.get(fact_dims, 0) + value
+    cells: list[Cell] = []
+    for month, month_leaves in sorted(leaves.items()):
+        # The whole cube is protected whatever `by` asks for, so every table agrees.
+        values = cube(month_leaves)
+        hidden = suppress(values, min_cell=min_cell)
+        kept = [i in picks for i in range(len(ind.dimensions))]
+        for coord, value in values.items():
+            if all((x is not TOTAL) == k for x, k in zip(coord, kept, strict=True)):
+                key = tuple(str(coord[i]) for i in picks)
+                cells.append(Cell(month, key, None if coord in hidden else value))
+    cells.sort(key=lambda c: (c.month, c.dims))
+    return Table(ind, dims, tuple(cells), min_cell)
 
 
 def all_tables(store: IndexStore, *, min_cell: int) -> list[Table]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import os
 import signal
 import sqlite3
@@ -25,6 +26,7 @@ from tests.factories import make_alert
 from tests.integration.conftest import create_topics, prefixed
 from tests.integration.index_support import AGREEMENTS
 from tests.unit.test_index_store import crossing, worked_example
+from tests.unit.test_index_suppression import secondary_example
 
 
 def _env(settings: BusSettings, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -88,6 +90,57 @@ async def test_the_worked_example_through_kafka_and_the_command_line(
     svg = (tmp_path / "charts" / "irregular-crossing-persons.svg").read_text("utf-8")
     assert png.startswith(b"\x89PNG")
     assert "<svg" in svg
+
+
+def _shown(text: str) -> dict[tuple[str, ...], str]:
+    """The rows of a `bus stats show` table: dimension values -> the value printed."""
+    out: dict[tuple[str, ...], str] = {}
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split("│")[1:-1]]
+        if fields and fields[0].startswith("2014-"):
+            out[tuple(fields[1:-1])] = fields[-1]
+    return out
+
+
+async def test_secondary_suppression_through_kafka_and_the_command_line(
+    settings: BusSettings, country_keys: Path, tmp_path: Path
+) -> None:
+    """docs/statistics.md, "Worked example: secondary suppression": no `--by` and no export
+    gives af at Tabanovce (2) back, and every one marks the cells hidden to protect it alike."""
+    settings = prefixed(settings).model_copy(update={"agreements": AGREEMENTS})
+    await create_topics(settings, settings.topics.ingress("rs", "irregular-crossing"))
+    await _publish(settings, secondary_example())
+    env = _env(settings, tmp_path / "data")
+    await asyncio.to_thread(_bus, env, "index", "rebuild")
+
+    def show(*by: str) -> dict[tuple[str, ...], str]:
+        args = [a for d in by for a in ("--by", d)]
+        return _shown(_bus(env, "stats", "show", "irregular-crossing-persons", *args))
+
+    t, m = "Tabanovce", "Miratovac"
+    assert show("nationality", "border_section") == {
+        ("af", m): "·", ("af", t): "·", ("iq", m): "·", ("iq", t): "·",
+        ("sy", m): "7", ("sy", t): "12",
+    }  # fmt: skip
+    assert show("border_section", "nationality")[(t, "af")] == "·"
+    assert show("nationality") == {("af",): "8", ("iq",): "9", ("sy",): "19"}
+    assert show("border_section") == {(m,): "17", (t,): "19"}
+    assert show()[("rs", "af", t, "mk-rs")] == "·"
+
+    _bus(env, "stats", "export", "--format", "sdmx-csv", "--out", str(tmp_path / "s.csv"))
+    with (tmp_path / "s.csv").open(encoding="utf-8", newline="") as f:
+        sdmx = {(r["NATIONALITY"], r["BORDER_SECTION"]): (r["OBS_VALUE"], r["OBS_STATUS"])
+                for r in csv.DictReader(f) if "CROSSING_PERSONS" in r["DATAFLOW"]}  # fmt: skip
+    assert sdmx == {
+        ("af", m): ("", "C"), ("af", t): ("", "C"), ("iq", m): ("", "C"), ("iq", t): ("", "C"),
+        ("sy", m): ("7", "A"), ("sy", t): ("12", "A"),
+    }  # fmt: skip
+    _bus(env, "stats", "export", "--format", "json", "--out", str(tmp_path / "s.json"))
+    data = json.loads((tmp_path / "s.json").read_text("utf-8"))
+    (persons,) = [i for i in data["indicators"] if i["id"] == "irregular-crossing-persons"]
+    hidden = sorted((o["nationality"], o["border_section"]) for o in persons["observations"]
+                    if o["suppressed"] and o["value"] is None)  # fmt: skip
+    assert hidden == [("af", m), ("af", t), ("iq", m), ("iq", t)]
 
 
 def _stream() -> list[Alert]:
