@@ -83,7 +83,7 @@ class IndexService:
             entries=lambda: IndexStore.entry_count(index_settings.database),
             in_flight=lambda: self.fetched - self.records,
             audit_head=lambda: self._responder.chain.next_index if self._responder else None,
-            audit_chain=settings.topic_prefix + LOOKUP_AUDIT_TOPIC,
+            audit_chain=settings.topics.lookup_audit,
         )
         self._log = get_logger("index")
 
