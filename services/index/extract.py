@@ -15,7 +15,6 @@ fast, unlike the alert model it is taken from).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from bus.models import (
@@ -38,9 +37,8 @@ EntryRow = tuple[str, str, str, str, str, str, str | None, str, int | None]
 FactRow = tuple[str, str, str, str, str, int]
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One person reference of one alert, by token."""
+class Entry(NamedTuple):
+    """One person reference of one alert, by token: a row of the entries table, by name."""
 
     token: str
     owner: str
@@ -52,10 +50,6 @@ class Entry:
     contact: str
     #: When the alert expires, in ms since the epoch (UTC); None for never.
     expires_at_ms: int | None
-
-    def row(self) -> EntryRow:
-        return (self.token, self.owner, self.alert_id, self.alert_type, self.role,
-                self.occurred_on, self.place, self.contact, self.expires_at_ms)  # fmt: skip
 
 
 class IndexedAlert(NamedTuple):
@@ -126,4 +120,4 @@ def entry_rows(alert: Alert) -> tuple[EntryRow, ...]:
 
 def index_entries(alert: Alert) -> list[Entry]:
     """The entries of ``alert``: one per (token, role), persons without a token left out."""
-    return [Entry(*row) for row in entry_rows(alert)]
+    return [Entry._make(row) for row in entry_rows(alert)]

@@ -13,12 +13,13 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
 
 from bus.errors import BusError
 from bus.logs import get_logger
+from bus.models import TokenResult
 from services.index.lookup import LookupRefused, TooManyTokens
 from services.index.service import IndexService
 
@@ -31,26 +32,10 @@ class LookupBody(BaseModel):
     tokens: list[Any] = Field(min_length=1, description="identity tokens")
 
 
-class HitOut(BaseModel):
-    owner: str
-    alert_id: str
-    alert_type: str
-    role: str
-    occurred_on: str
-    place: str | None
-    contact: str
-
-
-class TokenOut(BaseModel):
-    token: str
-    hit: bool
-    hits: list[HitOut]
-
-
 class LookupOut(BaseModel):
     lookup_id: str
     requester: str
-    results: list[TokenOut]
+    results: list[TokenResult]
 
 
 def make_app(service: IndexService, tokens: dict[str, SecretStr]) -> FastAPI:
@@ -86,11 +71,14 @@ def make_app(service: IndexService, tokens: dict[str, SecretStr]) -> FastAPI:
                                        f"answered; try again: {exc}"}, status_code=503)  # fmt: skip
 
     @app.post("/v1/lookup", response_model=LookupOut)
-    async def lookup(body: LookupBody, who: Annotated[str, Depends(requester)]) -> dict[str, Any]:
+    async def lookup(body: LookupBody, who: Annotated[str, Depends(requester)]) -> Response:
         """Hit or no-hit per token; on a hit, which owner holds which alert and whom to ask."""
         answer = await service.lookup(who, body.tokens, channel="http")
-        return {"lookup_id": str(answer.request_id), "requester": who,
-                "results": [r.model_dump(mode="json") for r in answer.results]}  # fmt: skip
+        # The answer is made of checked models: written to JSON once, in pydantic-core, rather
+        # than dumped to dicts, validated against ``LookupOut`` and dumped again by FastAPI.
+        out = LookupOut.model_construct(lookup_id=str(answer.request_id), requester=who,
+                                        results=answer.results)  # fmt: skip
+        return Response(out.model_dump_json(), media_type="application/json")
 
     return app
 

@@ -214,7 +214,7 @@ class IndexStore:
             f"AND (expires_at IS NULL OR expires_at > ?)",
             (*tokens, now_ms),
         )
-        return [Entry(*row) for row in rows]
+        return [Entry._make(row) for row in rows]
 
     def facts(
         self, indicator: str, *, first_month: str | None = None, last_month: str | None = None
