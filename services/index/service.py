@@ -94,6 +94,8 @@ class IndexService:
         self.engine = LookupEngine(self.reader, self.agreements, expiry_clock=self.clock)
         self.group_id = f"{settings.topic_prefix}bus-index-lookups"
         self.records = self.rejected = self.lookups = self.restarts = 0
+        #: CPU seconds spent decoding and verifying ingress, in worker processes or this one.
+        self.opening_cpu_s = 0.0
         self._poll_timeout_ms = poll_timeout_ms
         self._topic_refresh_s = topic_refresh_s
         self._stopping = asyncio.Event()
@@ -285,6 +287,7 @@ class IndexService:
                         for r in fetched]  # fmt: skip
             offsets[(tp.topic, tp.partition)] = fetched[-1].offset + 1
         opened = await opener.open(records)
+        self.opening_cpu_s += opened.cpu_s
         for rejection in opened.rejections:
             self.rejected += 1
             self._log.warning("index_record_rejected", **rejection._asdict())
