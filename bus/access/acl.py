@@ -21,7 +21,8 @@ Principals, each a SCRAM user named ``<topic prefix><id>``:
   ``bus-fanout`` and transactional ids ``bus-fanout-<n>``;
 - **the joint index** ``index`` reads ``ingress.`` (read_committed, offsets kept in its own
   database: no group) and each requester's ``lookup.<id>.requests`` in its group
-  ``bus-index-lookups``; with its one transactional id ``bus-index-lookups`` it writes each
+  ``bus-index-lookups``; with its transactional ids ``bus-index-lookups`` and
+  ``bus-index-lookups-2`` (two producers taking turns) it writes each
   requester's ``lookup.<id>.answers``, the hit notices into the owners' ``partner.<cc>.inbox``
   only, and ``bus.audit.lookups``, which it also reads (it resumes the chain from its head);
 - **the operators** ``admin`` are super users of the broker: no ACL names them.
@@ -48,8 +49,10 @@ FANOUT = "fanout"
 INDEX = "index"
 #: The principals of the bus's own services: never a partner id either.
 SERVICES = frozenset({FANOUT, INDEX})
-#: The joint index's consumer group and transactional id (after the topic prefix).
+#: The joint index's consumer group (after the topic prefix).
 INDEX_LOOKUPS = "bus-index-lookups"
+#: Its transactional ids: two producers that take turns committing lookups.
+INDEX_TRANSACTIONAL_IDS = (INDEX_LOOKUPS, INDEX_LOOKUPS + "-2")
 ADMIN = "admin"
 #: Names the broker keeps for itself and its operators: never an agreements principal.
 RESERVED = frozenset({ADMIN, "broker", "controller"})
@@ -163,7 +166,8 @@ def derive_access(agreements: Agreements, names: TopicNames) -> Access:
         allow(index, "topic", "literal", names.inbox(owner), "WRITE")
     allow(index, "topic", "literal", names.lookup_audit, "READ", "WRITE")
     allow(index, "group", "literal", p + INDEX_LOOKUPS, "READ")
-    allow(index, "transactional_id", "literal", p + INDEX_LOOKUPS, "WRITE")
+    for tid in INDEX_TRANSACTIONAL_IDS:
+        allow(index, "transactional_id", "literal", p + tid, "WRITE")
 
     _check_names(roles, p)
     return Access(

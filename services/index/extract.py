@@ -4,15 +4,22 @@ An entry names the token, the owner (origin), the alert, the person's role in it
 and the agency to contact. Names, dates of birth, documents, markers and free text stay with the
 owner: a requester who gets a hit asks the owner for them.
 
-    for entry in index_entries(alert): ...
+    indexed = IndexedAlert.of(alert)   # what the store needs of one verified alert, plain data
+    indexed.entries                    # rows of the entries table, one per (token, role)
+
+``IndexedAlert`` is made of tuples and strings only, so that the processes that decode and
+verify ingress can hand it to the one that writes the database cheaply (it pickles small and
+fast, unlike the alert model it is taken from).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from typing import NamedTuple
 
 from bus.models import (
     Alert,
+    AlertStatus,
     CitizenAssistance,
     ForeignFighterTravel,
     IrregularCrossing,
@@ -21,11 +28,17 @@ from bus.models import (
     TraffickingArrest,
 )
 from bus.models._common import to_epoch_millis
+from services.index.indicators import alert_facts
+
+#: A row of the entries table: token, owner, alert id, alert type, role, occurred on (ISO date),
+#: place, contact, expires at (ms since the epoch, UTC; None for never).
+EntryRow = tuple[str, str, str, str, str, str, str | None, str, int | None]
+#: A row of the facts table: origin, alert id, indicator, month, dims (JSON array), value.
+FactRow = tuple[str, str, str, str, str, int]
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One person reference of one alert, by token."""
+class Entry(NamedTuple):
+    """One person reference of one alert, by token: a row of the entries table, by name."""
 
     token: str
     owner: str
@@ -38,9 +51,30 @@ class Entry:
     #: When the alert expires, in ms since the epoch (UTC); None for never.
     expires_at_ms: int | None
 
-    def row(self) -> tuple[str, str, str, str, str, str, str | None, str, int | None]:
-        return (self.token, self.owner, self.alert_id, self.alert_type, self.role,
-                self.occurred_on, self.place, self.contact, self.expires_at_ms)  # fmt: skip
+
+class IndexedAlert(NamedTuple):
+    """What the store folds in of one verified alert: its lineage and its rows."""
+
+    origin: str
+    alert_id: str
+    #: ALERT, UPDATE or CANCEL.
+    msg_type: str
+    #: False for EXERCISE and TEST: such an alert adds no entries and no facts.
+    actual: bool
+    references: tuple[str, ...]
+    entries: tuple[EntryRow, ...]
+    facts: tuple[FactRow, ...]
+
+    @classmethod
+    def of(cls, alert: Alert) -> IndexedAlert:
+        h = alert.header
+        origin, aid = h.origin, str(h.alert_id)
+        facts = tuple(
+            (origin, aid, f.indicator, f.month, json.dumps(f.dims), f.value)
+            for f in alert_facts(alert)
+        )
+        return cls(origin, aid, h.msg_type.value, h.status is AlertStatus.ACTUAL,
+                   tuple(str(r) for r in h.references), entry_rows(alert), facts)  # fmt: skip
 
 
 def _people(alert: Alert) -> tuple[list[tuple[str, PersonRef]], str | None]:
@@ -64,20 +98,26 @@ def _people(alert: Alert) -> tuple[list[tuple[str, PersonRef]], str | None]:
     return [], None
 
 
-def index_entries(alert: Alert) -> list[Entry]:
-    """The entries of ``alert``: one per (token, role), persons without a token left out."""
+def entry_rows(alert: Alert) -> tuple[EntryRow, ...]:
+    """The entries of ``alert`` as table rows: one per (token, role), persons without a token
+    left out. Plain tuples: an alert may name hundreds of persons."""
     header = alert.header
     people, place = _people(alert)
     expires = to_epoch_millis(header.expires_at) if header.expires_at else None
-    # Computed once per alert: an alert may name hundreds of persons.
     alert_id, occurred_on = str(header.alert_id), header.occurred_at.date().isoformat()
+    origin, alert_type, contact = header.origin, alert.alert_type, header.issuing_agency
     seen: set[tuple[str, str]] = set()
-    entries = []
+    rows: list[EntryRow] = []
     for role, person in people:
         token = person.identity_token
         if not token or (token, role) in seen:
             continue
         seen.add((token, role))
-        entries.append(Entry(token, header.origin, alert_id, alert.alert_type, role, occurred_on,
-                             place, header.issuing_agency, expires))  # fmt: skip
-    return entries
+        rows.append((token, origin, alert_id, alert_type, role, occurred_on, place, contact,
+                     expires))  # fmt: skip
+    return tuple(rows)
+
+
+def index_entries(alert: Alert) -> list[Entry]:
+    """The entries of ``alert``: one per (token, role), persons without a token left out."""
+    return [Entry._make(row) for row in entry_rows(alert)]

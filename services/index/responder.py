@@ -2,8 +2,9 @@
 
 The fan-out owns the chain on ``bus.audit``; two writers cannot share one hash chain without a
 lock across processes. So lookups keep a chain of their own on ``bus.audit.lookups`` (one
-partition), written only by this service in Kafka transactions with a fixed transactional id,
-so a restarted instance fences the old one and resumes from the last committed record.
+partition), written only by this service in Kafka transactions, one at a time, by two producers
+with fixed transactional ids taking turns, so a restarted instance fences the old one and
+resumes from the last committed record.
 ``bus audit verify`` checks both chains.
 
     async with Responder(settings, hub) as responder:
@@ -22,7 +23,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
 
-from bus.access.acl import INDEX_LOOKUPS
+from bus.access.acl import INDEX_TRANSACTIONAL_IDS
 from bus.audit import AuditChain
 from bus.codec import AlertCodec
 from bus.envelope import (
@@ -33,7 +34,7 @@ from bus.envelope import (
     notice_headers,
 )
 from bus.errors import KafkaError
-from bus.kafka import bounded, iter_records, make_producer, stop_client
+from bus.kafka import ReadWindow, bounded, iter_records, make_producer, stop_client
 from bus.keys import HUB_KEY_ID, Signer
 from bus.models import HitNotice, LookupAnswer
 from bus.settings import BusSettings
@@ -51,6 +52,23 @@ async def read_lookup_audit(settings: BusSettings) -> list[dict[str, Any]]:
     return out
 
 
+async def _chain_head(settings: BusSettings, topic: str) -> dict[str, Any] | None:
+    """The newest committed record of the chain on ``topic``, None when it has none.
+
+    The log ends with the last transaction's marker (and may end with aborted records), which a
+    ``read_committed`` reader never sees: look further back until a committed record shows up.
+    """
+    back = 16
+    while True:
+        newest = None
+        window = ReadWindow()
+        async for batch in iter_records(settings, topic, from_offset_back=back, window=window):
+            newest = json.loads(max(batch, key=lambda r: r.offset).value)
+        if newest is not None or window.from_start:
+            return newest
+        back *= 64
+
+
 @dataclass
 class _Job:
     outcomes: list[LookupOutcome]
@@ -62,7 +80,7 @@ class _Job:
 
 
 class Responder:
-    """One transactional producer; one transaction at a time, shared by the lookups waiting."""
+    """One transaction at a time, shared by the lookups waiting (two producers take turns)."""
 
     def __init__(self, settings: BusSettings, codec: AlertCodec, hub: Signer) -> None:
         self.settings = settings
@@ -73,22 +91,31 @@ class Responder:
         self._queue: list[_Job] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # No linger: a lookup waits for its transaction; there is nothing to batch up.
-        self._producer = make_producer(
-            settings.model_copy(update={"linger_ms": 0}),
-            transactional_id=settings.topic_prefix + INDEX_LOOKUPS,
-            client_suffix="index-lookups",
-        )
+        # Two producers, taking turns: after a commit the broker still writes the transaction's
+        # markers for a moment, and a producer that begins its next transaction meanwhile is told
+        # to retry (CONCURRENT_TRANSACTIONS), which costs aiokafka a 20 ms back-off. Lookups
+        # committed back to back (group commit under load) would pay it nearly every time.
+        # One transaction at a time still: the chain stays one sequence, whichever producer
+        # writes it. No linger: a lookup waits for its transaction; there is nothing to batch.
+        self._producers = [
+            make_producer(settings.model_copy(update={"linger_ms": 0}), transactional_id=tid,
+                          client_suffix="index-lookups")
+            for tid in (settings.topic_prefix + t for t in INDEX_TRANSACTIONAL_IDS)
+        ]  # fmt: skip
+        self._turn = 0
 
     async def __aenter__(self) -> Responder:
         s = self.settings
-        await bounded(self._producer.start(), s.connect_timeout_ms, "Starting the lookup producer",
-                      timeout_error=KafkaError)  # fmt: skip
-        # The producer fenced any older instance: what the chain holds now is final.
-        last = None
-        async for batch in iter_records(s, self.audit_topic, from_offset_back=1):
-            last = json.loads(batch[-1].value)
-        self.chain = AuditChain.resume(last)
+        try:
+            for producer in self._producers:
+                await bounded(producer.start(), s.connect_timeout_ms,
+                              "Starting the lookup producer", timeout_error=KafkaError)  # fmt: skip
+        except BaseException:
+            for producer in self._producers:
+                await stop_client(producer, s.request_timeout_ms)
+            raise
+        # The producers fenced any older instance: what the chain holds now is final.
+        self.chain = AuditChain.resume(await _chain_head(s, self.audit_topic))
         self._task = asyncio.create_task(self._committer())
         return self
 
@@ -96,7 +123,8 @@ class Responder:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await stop_client(self._producer, self.settings.request_timeout_ms)
+        for producer in self._producers:
+            await stop_client(producer, self.settings.request_timeout_ms)
 
     def answer_record(self, answer: LookupAnswer) -> Output:
         value = self.codec.encode_record(answer.record_type, answer.to_avro())
@@ -177,7 +205,8 @@ class Responder:
     async def _transact(
         self, outputs: list[Output], offsets: dict[TopicPartition, int], group_id: str | None
     ) -> None:
-        s, p = self.settings, self._producer
+        s, p = self.settings, self._producers[self._turn]
+        self._turn = 1 - self._turn
         await bounded(p.begin_transaction(), s.publish_timeout_ms, "Beginning a lookup transaction",
                       timeout_error=KafkaError)  # fmt: skip
         try:

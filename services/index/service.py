@@ -5,10 +5,12 @@
     await IndexService(settings, index_settings).catch_up()   # fold up to the current end, stop
 
 Ingress (every ``ingress.<cc>.<type>``, ``read_committed``, fixed assignment of all partitions)
-is verified as the fan-out verifies it and folded in batches; each batch's entries, facts and
-next offsets commit in one SQLite transaction, and at start the consumer seeks to the offsets
-the database holds, so a restart, even after ``kill -9``, neither loses nor repeats a record.
-Records that fail verification are skipped (the fan-out dead-letters them) and logged.
+is verified as the fan-out verifies it and folded in batches. Decoding and verifying run in
+worker processes (``services.index.opening``) while this process reads the next batch and writes
+the last one; batches are written in the order read, each batch's entries, facts and next offsets
+in one SQLite transaction, and at start the consumer seeks to the offsets the database holds, so
+a restart, even after ``kill -9``, neither loses nor repeats a record. Records that fail
+verification are skipped (the fan-out dead-letters them) and logged.
 
 Lookup requests (``lookup.<requester>.requests``) are read in a consumer group; each fetched
 batch is answered in one Kafka transaction with its offsets (``services.index.responder``).
@@ -19,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -28,20 +32,33 @@ from bus.access.acl import INDEX_LOOKUPS
 from bus.admin import ensure_index_topics
 from bus.agreements import Agreements, load_agreements
 from bus.codec import AlertCodec
-from bus.envelope import RecordError, open_record
 from bus.errors import DecodeError, KafkaError
 from bus.kafka import bounded, make_consumer, stop_client, topic_partitions
 from bus.keys import HUB_KEY_ID, KeyRing, Signer
 from bus.logs import get_logger
-from bus.models import Alert, LookupAnswer
+from bus.models import LookupAnswer
 from bus.models._common import to_epoch_millis
 from bus.ops.metrics import IndexMetrics
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
+from services.index.extract import IndexedAlert
 from services.index.lookup import LookupEngine, LookupOutcome, LookupRefused, parse_request
+from services.index.opening import IngressOpener, RawRecord
 from services.index.responder import Responder
 from services.index.settings import IndexSettings
 from services.index.store import IndexStore
+
+#: Batches read and being opened while the oldest of them waits to be written, at most.
+_BATCHES_OPENING = 2
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A batch read from ingress, opened: what to fold in, and the offsets to record with it."""
+
+    alerts: list[IndexedAlert]
+    offsets: dict[tuple[str, int], int]
+    records: int
 
 
 class IndexService:
@@ -73,6 +90,8 @@ class IndexService:
         self.group_id = settings.topic_prefix + INDEX_LOOKUPS
         self.records = self.rejected = self.lookups = self.restarts = 0
         self.fetched = 0  # records read from ingress; ``records`` once they are committed
+        #: CPU seconds spent decoding and verifying ingress, in worker processes or this one.
+        self.opening_cpu_s = 0.0
         self._poll_timeout_ms = poll_timeout_ms
         self._topic_refresh_s = topic_refresh_s
         self._stopping = asyncio.Event()
@@ -164,7 +183,11 @@ class IndexService:
         consumer = make_consumer(s, group_id=None, client_suffix="index",
                                  max_partition_fetch_bytes=4 * 1024 * 1024)  # fmt: skip
         await bounded(consumer.start(), s.connect_timeout_ms, "Starting the index consumer")
-        pending: asyncio.Task[None] | None = None
+        opener = IngressOpener(s, workers=self.index_settings.index_workers)
+        # Batches being opened (in the worker processes), oldest first, and the batch being
+        # written: reading, opening and writing overlap, and batches commit in reading order.
+        opening: deque[asyncio.Task[_Batch]] = deque()
+        writing: asyncio.Task[None] | None = None
         try:
             loop = asyncio.get_running_loop()
             assigned = await self._assign(consumer, set())
@@ -188,19 +211,30 @@ class IndexService:
                     s.request_timeout_ms + self._poll_timeout_ms, "Reading ingress",
                 )  # fmt: skip
                 if batch:
-                    # Decode and verify this batch while the previous one is being written.
-                    alerts, offsets, count = self._decode(batch)
-                    self.fetched += count
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.create_task(self._apply(alerts, offsets, count))
-            if pending is not None:
-                await pending
+                    self.fetched += sum(len(records) for records in batch.values())
+                    opening.append(asyncio.create_task(self._open_batch(opener, batch)))
+                # Write the oldest batch once it is open; wait for it when enough are queued.
+                while opening and (opening[0].done() or len(opening) > _BATCHES_OPENING):
+                    opened = await opening.popleft()
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(self._apply(opened))
+            while opening:
+                opened = await opening.popleft()
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._apply(opened))
+            if writing is not None:
+                await writing
         finally:
-            if pending is not None and not pending.done():
+            for task in opening:
+                task.cancel()
+            await asyncio.gather(*opening, return_exceptions=True)
+            opener.close()
+            if writing is not None and not writing.done():
                 # The thread finishes its transaction anyway; let it, bounded.
                 with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(pending), 30)
+                    await asyncio.wait_for(asyncio.shield(writing), 30)
             await stop_client(consumer, s.request_timeout_ms)
 
     async def _assign(
@@ -211,7 +245,12 @@ class IndexService:
                   if self.settings.topics.parse_ingress(t) is not None for p in ps}  # fmt: skip
         if wanted == current:
             return current
+        # A new assignment forgets every position: keep those of the partitions being read
+        # (ahead of the database by the batches in flight, which still commit).
+        kept = {tp: await consumer.position(tp) for tp in current & wanted}
         consumer.assign(sorted(wanted))
+        for tp, position in kept.items():
+            consumer.seek(tp, position)
         stored = self.store.offsets()
         fresh = []
         for tp in wanted - current:
@@ -224,45 +263,32 @@ class IndexService:
         self._log.info("index_assigned", partitions=len(wanted), new=len(wanted - current))
         return wanted
 
-    def _decode(
-        self, batch: dict[TopicPartition, list[ConsumerRecord]]
-    ) -> tuple[list[Alert], dict[tuple[str, int], int], int]:
-        alerts: list[Alert] = []
+    async def _open_batch(
+        self, opener: IngressOpener, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> _Batch:
+        records: list[RawRecord] = []
         offsets: dict[tuple[str, int], int] = {}
-        for tp, records in batch.items():
-            for record in records:
-                alert = self._open(record)
-                if alert is not None:
-                    alerts.append(alert)
-            offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
-        return alerts, offsets, sum(len(r) for r in batch.values())
-
-    async def _apply(
-        self, alerts: list[Alert], offsets: dict[tuple[str, int], int], count: int
-    ) -> None:
-        now_ms = to_epoch_millis(self.clock())
-        # SQLite work off the event loop, so that lookups keep answering meanwhile.
-        changed = await asyncio.to_thread(self.store.apply_batch, alerts, offsets, now_ms=now_ms)
-        self.records += count
-        self.metrics.records.inc(count)
-        self._log.debug("index_batch", records=count, alerts=len(alerts), changed=changed)
-
-    def _open(self, record: ConsumerRecord) -> Alert | None:
-        try:
-            return open_record(
-                self.codec, self.keyring, names=self.settings.topics, topic=record.topic,
-                partition=record.partition, offset=record.offset, key=record.key,
-                value=record.value, headers=record.headers,
-            ).alert  # fmt: skip
-        except RecordError as exc:
+        for tp, fetched in batch.items():
+            records += [(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
+                        for r in fetched]  # fmt: skip
+            offsets[(tp.topic, tp.partition)] = fetched[-1].offset + 1
+        opened = await opener.open(records)
+        self.opening_cpu_s += opened.cpu_s
+        for rejection in opened.rejections:
             self.rejected += 1
             self.metrics.rejected.inc()
-            self._log.warning(
-                "index_record_rejected", topic=record.topic, partition=record.partition,
-                offset=record.offset, stage=exc.stage, error_class=type(exc.error).__name__,
-                error=str(exc.error),
-            )  # fmt: skip
-            return None
+            self._log.warning("index_record_rejected", **rejection._asdict())
+        return _Batch(opened.alerts, offsets, len(records))
+
+    async def _apply(self, batch: _Batch) -> None:
+        now_ms = to_epoch_millis(self.clock())
+        # SQLite work off the event loop, so that lookups keep answering meanwhile.
+        changed = await asyncio.to_thread(self.store.apply_batch, batch.alerts, batch.offsets,
+                                          now_ms=now_ms)  # fmt: skip
+        self.records += batch.records
+        self.metrics.records.inc(batch.records)
+        self._log.debug("index_batch", records=batch.records, alerts=len(batch.alerts),
+                        changed=changed)  # fmt: skip
 
     # -- lookups -------------------------------------------------------------------------------
 

@@ -37,6 +37,9 @@ class IndexSettings(BaseSettings):
     lookup_http_port: int = Field(default=8475, ge=0, lt=65536)
     #: Ingress records folded into the database per transaction, at most.
     index_max_batch: int = Field(default=2000, gt=0)
+    #: Processes that decode and verify ingress beside the service's own (which writes the
+    #: database and answers lookups); 0 does everything in the service's process.
+    index_workers: int = Field(default=2, ge=0, le=64)
 
     @property
     def database(self) -> Path:

@@ -19,11 +19,12 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from bus.models import Alert, AlertStatus, MessageType
-from services.index.extract import Entry, index_entries
-from services.index.indicators import alert_facts
+from bus.models import Alert, MessageType
+from services.index.extract import Entry, EntryRow, FactRow, IndexedAlert
 
 SCHEMA_VERSION = "1"
+#: The page cache of each connection, in KiB.
+CACHE_KIB = 64 * 1024
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS offsets (
@@ -56,12 +57,19 @@ class IndexStore:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
+        # Rows of the batch being applied, not yet written (``_flush``).
+        self._entries: list[EntryRow] = []
+        self._facts: list[FactRow] = []
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> IndexStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        # Identity tokens are hashes, so each entry lands on a random page of the token index:
+        # a page cache that holds the index's upper levels and hot leaves saves most reads
+        # (SQLite's default is 2 MiB).
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         if not readonly:
             # WAL: readers see the last commit while a batch is written. NORMAL: a commit
             # survives the process being killed (not a power cut, after which Kafka, the
@@ -79,14 +87,22 @@ class IndexStore:
     # -- writing -------------------------------------------------------------------------------
 
     def apply_batch(
-        self, alerts: Iterable[Alert], offsets: dict[tuple[str, int], int], *, now_ms: int
+        self,
+        alerts: Iterable[Alert | IndexedAlert],
+        offsets: dict[tuple[str, int], int],
+        *,
+        now_ms: int,
     ) -> int:
         """Fold ``alerts`` in and record ``offsets`` (next offset per partition) atomically;
         drop entries expired at ``now_ms``. Returns how many alerts changed the store."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            changed = sum(self._apply(alert) for alert in alerts)
+            changed = 0
+            for alert in alerts:
+                changed += self._apply(alert if isinstance(alert, IndexedAlert)
+                                       else IndexedAlert.of(alert))  # fmt: skip
+            self._flush()
             c.executemany(
                 "INSERT INTO offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
                 "DO UPDATE SET next_offset = excluded.next_offset",
@@ -96,31 +112,42 @@ class IndexStore:
                       (now_ms,))  # fmt: skip
             c.execute("COMMIT")
         except BaseException:
+            self._entries.clear()
+            self._facts.clear()
             c.execute("ROLLBACK")
             raise
         return changed
 
-    def _apply(self, alert: Alert) -> bool:
-        h = alert.header
-        origin, aid = h.origin, str(h.alert_id)
+    def _apply(self, alert: IndexedAlert) -> bool:
+        origin, aid = alert.origin, alert.alert_id
         if self._row(origin, aid) is not None:
             return False  # a duplicate, or an alert a follow-up already superseded or cancelled
-        refs = [str(r) for r in h.references]
-        if h.msg_type is MessageType.CANCEL:
-            for ref in refs:
+        if alert.msg_type == MessageType.CANCEL.value:
+            for ref in alert.references:
                 self._cancel(origin, ref)
             self._insert_alert(origin, aid, aid, "cancel")
             return True
         cancelled = False
-        if h.msg_type is MessageType.UPDATE:
-            for ref in refs:
+        if alert.msg_type == MessageType.UPDATE.value:
+            for ref in alert.references:
                 cancelled |= self._supersede(origin, ref, aid)
-        actual = h.status is AlertStatus.ACTUAL
-        state = "cancelled" if cancelled else "active" if actual else "excluded"
+        state = "cancelled" if cancelled else "active" if alert.actual else "excluded"
         self._insert_alert(origin, aid, aid, state)
         if state == "active":
-            self._insert_content(alert)
+            # Written in one statement per batch (``_flush``): most alerts are new ones.
+            self._entries += alert.entries
+            self._facts += alert.facts
         return True
+
+    def _flush(self) -> None:
+        """Write the entries and facts gathered so far; before anything reads or drops them."""
+        if self._entries:
+            self.conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  self._entries)  # fmt: skip
+            self._entries.clear()
+        if self._facts:
+            self.conn.executemany("INSERT INTO facts VALUES (?, ?, ?, ?, ?, ?)", self._facts)
+            self._facts.clear()
 
     def _row(self, origin: str, alert_id: str) -> tuple[str, str] | None:
         row = self.conn.execute(
@@ -164,20 +191,11 @@ class IndexStore:
         )
 
     def _drop_content(self, origin: str, alert_id: str) -> None:
+        self._flush()  # the content may be this batch's
         self.conn.execute("DELETE FROM entries WHERE owner = ? AND alert_id = ?",
                           (origin, alert_id))  # fmt: skip
         self.conn.execute("DELETE FROM facts WHERE origin = ? AND alert_id = ?",
                           (origin, alert_id))  # fmt: skip
-
-    def _insert_content(self, alert: Alert) -> None:
-        origin, aid = alert.origin, str(alert.alert_id)
-        self.conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                              [e.row() for e in index_entries(alert)])  # fmt: skip
-        self.conn.executemany(
-            "INSERT INTO facts VALUES (?, ?, ?, ?, ?, ?)",
-            [(origin, aid, f.indicator, f.month, json.dumps(f.dims), f.value)
-             for f in alert_facts(alert)],
-        )  # fmt: skip
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -196,7 +214,7 @@ class IndexStore:
             f"AND (expires_at IS NULL OR expires_at > ?)",
             (*tokens, now_ms),
         )
-        return [Entry(*row) for row in rows]
+        return [Entry._make(row) for row in rows]
 
     def facts(
         self, indicator: str, *, first_month: str | None = None, last_month: str | None = None
