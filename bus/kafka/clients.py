@@ -44,12 +44,48 @@ async def bounded(
         async with asyncio.timeout(timeout_ms / 1000):
             return await awaitable
     except TimeoutError as exc:
-        raise timeout_error(
-            f"{what}: no answer from Kafka within {timeout_ms} ms. Is the broker at "
-            "BUS_BOOTSTRAP_SERVERS running (`bus kafka status`)?"
-        ) from exc
+        raise timeout_error(_no_answer(what, timeout_ms)) from exc
     except _AioKafkaError as exc:
         raise KafkaError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _no_answer(what: str, timeout_ms: int) -> str:
+    return (
+        f"{what}: no answer from Kafka within {timeout_ms} ms. Is the broker at "
+        "BUS_BOOTSTRAP_SERVERS running (`bus kafka status`)?"
+    )
+
+
+class WaitBudget:
+    """One timeout shared by the successive waits of one call, so that together they wait at
+    most ``timeout_ms``: a publish that sends and then waits for the acknowledgement must not
+    take twice its timeout when Kafka does not answer.
+
+        budget = WaitBudget(settings.publish_timeout_ms)
+        futures = await budget(send_all(), "Sending 20 alert(s)")
+        await budget(asyncio.gather(*futures), "Waiting for Kafka to acknowledge 20 alert(s)")
+
+    Only the time spent waiting counts (not the caller's own work between the waits), and the
+    waits must follow one another: await one ``gather`` rather than several waits at once.
+    Errors are ``bounded``'s, naming the whole ``timeout_ms``.
+    """
+
+    def __init__(self, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+        self._left_s = timeout_ms / 1000
+
+    async def __call__(self, awaitable: Awaitable[T], what: str) -> T:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(max(self._left_s, 0.0)):
+                return await awaitable
+        except TimeoutError as exc:
+            raise PublishTimeout(_no_answer(what, self.timeout_ms)) from exc
+        except _AioKafkaError as exc:
+            raise KafkaError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._left_s -= loop.time() - started
 
 
 @contextlib.contextmanager
@@ -252,9 +288,11 @@ async def iter_records(
         request_timeout_ms=settings.request_timeout_ms,
         max_partition_fetch_bytes=1024 * 1024,
     )
-    await bounded(consumer.start(), settings.connect_timeout_ms, f"Connecting to read {topic}",
-                  timeout_error=KafkaError)  # fmt: skip
     try:
+        # Inside the try: a consumer that never connected is closed too (aiokafka warns of an
+        # unclosed one on the user's terminal otherwise).
+        await bounded(consumer.start(), settings.connect_timeout_ms,
+                      f"Connecting to read {topic}", timeout_error=KafkaError)  # fmt: skip
         layout = await topic_partitions(consumer, settings.request_timeout_ms)
         tps = [TopicPartition(topic, p) for p in sorted(layout.get(topic, ()))]
         if not tps:
