@@ -47,10 +47,16 @@ class Bus:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def run(self, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bus", *args], env=self.env, cwd=REPO, capture_output=True,
-            text=True, timeout=timeout_s, check=False,
-        )  # fmt: skip
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "bus", *args], env=self.env, cwd=REPO,
+                capture_output=True, text=True, timeout=timeout_s, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(
+                f"bus {' '.join(args)} still ran after {timeout_s:.0f} s: {exc.stdout!r} "
+                f"{exc.stderr!r}"
+            ) from exc
 
     def check(self, *args: str, timeout_s: float = 180) -> str:
         """Run a command that must succeed; its standard output."""
