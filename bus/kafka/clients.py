@@ -347,14 +347,44 @@ async def stop_client(client: Any, timeout_ms: int) -> str | None:
     Stopping a client whose broker went away can time out, raise client errors, or even leak a
     ``CancelledError`` from aiokafka's internal tasks. None of that may kill the caller: only a
     cancellation of the calling task itself is passed on.
+
+    A producer is flushed first, within the timeout; if Kafka takes nothing, it is closed
+    without the flush. aiokafka's own ``stop`` would wait for the flush in a task of its own,
+    and once cut short leave that task and the producer's sender behind, retrying the batches
+    (a session's aborted transaction, fenced later) for the life of the process.
     """
     try:
+        if isinstance(client, AIOKafkaProducer) and not client._closed:
+            try:
+                await asyncio.wait_for(client.flush(), timeout_ms / 1000)
+            except TimeoutError:
+                await _close_unflushed(client)
+                return f"TimeoutError: Kafka took nothing for {timeout_ms} ms; closed unflushed"
         await asyncio.wait_for(client.stop(), timeout_ms / 1000)
     except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        if _cancelling():
             raise
         return "CancelledError raised inside the client while stopping"
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+async def _close_unflushed(producer: AIOKafkaProducer) -> None:
+    """Close a producer's sender and connections, giving up what Kafka has not acknowledged."""
+    producer._closed = True  # its own stop() now does nothing: it would wait for the flush
+    for closing in (producer._sender.close, producer.client.close):
+        try:
+            await asyncio.wait_for(closing(), 1.0)
+        except asyncio.CancelledError:
+            # Awaiting the cancelled sender task raises its CancelledError here; only our own
+            # cancellation is passed on.
+            if _cancelling():
+                raise
+        except Exception:  # best effort: the failed stop is reported already
+            pass
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
