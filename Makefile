@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck schemas-check unit integration bench bench-lookup kafka-start kafka-stop clean
+.PHONY: install demo test test-chaos lint typecheck schemas-check unit integration bench bench-lookup kafka-start kafka-stop clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ schemas-check: install
 # The suite starts its own broker (a pytest session fixture) on free ports and stops it after.
 test: lint typecheck schemas-check
 	$(BIN)/python -m pytest
+
+# Broker faults under load (a node of three killed, the single broker frozen for two minutes),
+# each on brokers of its own: minutes, not seconds, so apart from `make test`. CI runs both.
+test-chaos: install
+	$(BIN)/python -m pytest -m chaos
 
 unit: install
 	$(BIN)/python -m pytest tests/unit

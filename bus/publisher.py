@@ -5,7 +5,9 @@
         print(result.topic, result.partition, result.offset)
 
 The producer is idempotent with ``acks=all``. Every broker call is bounded: when Kafka is down a
-publish raises ``PublishTimeout`` after ``BUS_PUBLISH_TIMEOUT_MS`` instead of hanging.
+publish raises ``PublishTimeout`` after ``BUS_PUBLISH_TIMEOUT_MS`` instead of hanging. The timeout
+bounds the whole call's waiting on Kafka (handing over, then the acknowledgement), not each
+wait of it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bus.batching import PartitionBatches
 from bus.codec import AlertCodec
 from bus.envelope import alert_headers
 from bus.errors import BusError, KafkaError, OriginMismatch, ValidationError
-from bus.kafka import bounded, make_producer, stop_client
+from bus.kafka import WaitBudget, bounded, make_producer, stop_client
 from bus.keys import Signer
 from bus.logs import get_logger
 from bus.models import ALERT_MODELS, Alert
@@ -154,31 +156,30 @@ class Publisher:
     def _topic(self, alert: Alert) -> str:
         return self._settings.topics.ingress(self.origin, alert.alert_type)
 
-    async def _enqueue(self, prepared: PreparedAlert) -> tuple[uuid.UUID, Any]:
+    async def _enqueue(self, prepared: PreparedAlert, budget: WaitBudget) -> tuple[uuid.UUID, Any]:
         """Hand a prepared alert to the producer; return the delivery future."""
         self._check_started()
         alert, value, signature = prepared
         topic = self._topic(alert)
-        delivery = await bounded(
+        delivery = await budget(
             self._producer.send(
                 topic,
                 value=value,
                 key=alert.record_key,
                 headers=alert_headers(alert, signature, self._signer.key_id),
             ),
-            self._settings.publish_timeout_ms,
             f"Publishing alert {alert.alert_id} to {topic}",
         )
         return alert.alert_id, delivery
 
     async def publish(self, alert: Alert | Mapping[str, Any]) -> PublishResult:
-        """Publish one alert and return once Kafka acknowledged it."""
-        alert_id, delivery = await self._enqueue(self.prepare(alert))
-        md = await bounded(
-            delivery,
-            self._settings.publish_timeout_ms,
-            f"Waiting for Kafka to acknowledge alert {alert_id}",
-        )
+        """Publish one alert and return once Kafka acknowledged it.
+
+        Raises ``PublishTimeout`` once the call has waited ``BUS_PUBLISH_TIMEOUT_MS`` for Kafka.
+        """
+        budget = WaitBudget(self._settings.publish_timeout_ms)
+        alert_id, delivery = await self._enqueue(self.prepare(alert), budget)
+        md = await budget(delivery, f"Waiting for Kafka to acknowledge alert {alert_id}")
         result = PublishResult(alert_id, md.topic, md.partition, md.offset)
         self._log.info(
             "alert_published",
@@ -195,7 +196,8 @@ class Publisher:
         """Publish alerts in batches; return once Kafka acknowledged every one, in order.
 
         All alerts are validated, encoded and signed before the first is sent, so one that
-        cannot be publishes nothing.
+        cannot be publishes nothing. Raises ``PublishTimeout`` once the call has waited
+        ``BUS_PUBLISH_TIMEOUT_MS`` for Kafka in all (preparing the alerts does not count).
         """
         return await self._publish_batched(self.prepare(a) for a in alerts)
 
@@ -216,16 +218,18 @@ class Publisher:
         to walk. Batches go out with ``send_batch``, a record costing an append instead of a
         ``send``; each alert's offset is its batch's base offset plus its place in the batch.
         Nothing is sent before every alert was prepared. Enqueueing waits while the producer's
-        buffer is full, so the timeout only bounds the wait for the last acknowledgements.
+        buffer is full; that wait, learning partitions and the acknowledgements share one
+        ``BUS_PUBLISH_TIMEOUT_MS`` (a ``WaitBudget``).
         """
         self._check_started()
+        budget = WaitBudget(self._settings.publish_timeout_ms)
         batches = PartitionBatches(self._producer.create_batch)
         key_id = self._signer.key_id
         alert_ids: list[uuid.UUID] = []
         for alert, value, signature in prepared:
             topic = self._topic(alert)
             if not batches.knows(topic):
-                batches.add_topic(topic, await self._partitions(topic))
+                batches.add_topic(topic, await self._partitions(topic, budget))
             key, headers = alert.record_key, alert_headers(alert, signature, key_id)
             self._check_size(alert, key, value, headers)
             batches.add(topic, key, value, headers)
@@ -233,12 +237,12 @@ class Publisher:
         if not alert_ids:
             return []
         laid_out = batches.by_partition()
-        deliveries = await asyncio.gather(
-            *(self._send_batches(topic, partition, b) for (topic, partition), b in laid_out.items())
+        deliveries = await budget(
+            asyncio.gather(*(self._send_batches(t, p, b) for (t, p), b in laid_out.items())),
+            f"Handing {len(alert_ids)} alert(s) to the producer",
         )
-        acknowledged = await bounded(
+        acknowledged = await budget(
             asyncio.gather(*(d for partition in deliveries for d in partition)),
-            self._settings.publish_timeout_ms,
             f"Waiting for Kafka to acknowledge {len(alert_ids)} alert(s)",
         )
         base_offsets: dict[tuple[str, int], list[int]] = {tp: [] for tp in laid_out}
@@ -269,23 +273,17 @@ class Publisher:
             )
 
     async def _send_batches(self, topic: str, partition: int, batches: list[Any]) -> list[Any]:
-        """Hand one partition's batches to the producer in order; return their futures."""
-        futures = []
-        for batch in batches:
-            futures.append(
-                await bounded(
-                    self._producer.send_batch(batch, topic, partition=partition),
-                    self._settings.publish_timeout_ms,
-                    f"Publishing {batch.record_count()} alert(s) to {topic}[{partition}]",
-                )
-            )
-        return futures
+        """Hand one partition's batches to the producer in order; return their futures.
 
-    async def _partitions(self, topic: str) -> list[int]:
+        Unbounded here: the caller bounds all partitions' handing over together.
+        """
+        return [
+            await self._producer.send_batch(batch, topic, partition=partition) for batch in batches
+        ]
+
+    async def _partitions(self, topic: str, budget: WaitBudget) -> list[int]:
         """The partitions of ``topic`` from the producer's metadata (fetched if not known)."""
-        found = await bounded(
-            self._producer.partitions_for(topic),
-            self._settings.publish_timeout_ms,
-            f"Reading the partitions of {topic}",
+        found = await budget(
+            self._producer.partitions_for(topic), f"Reading the partitions of {topic}"
         )
         return sorted(found)

@@ -11,6 +11,7 @@ Everything else in the bus talks to Kafka through these names.
 from bus.kafka.admin import Admin
 from bus.kafka.clients import (
     ReadWindow,
+    WaitBudget,
     bounded,
     iter_records,
     make_consumer,
@@ -23,6 +24,7 @@ from bus.kafka.clients import (
 __all__ = [
     "Admin",
     "ReadWindow",
+    "WaitBudget",
     "bounded",
     "iter_records",
     "make_consumer",

@@ -44,12 +44,48 @@ async def bounded(
         async with asyncio.timeout(timeout_ms / 1000):
             return await awaitable
     except TimeoutError as exc:
-        raise timeout_error(
-            f"{what}: no answer from Kafka within {timeout_ms} ms. Is the broker at "
-            "BUS_BOOTSTRAP_SERVERS running (`bus kafka status`)?"
-        ) from exc
+        raise timeout_error(_no_answer(what, timeout_ms)) from exc
     except _AioKafkaError as exc:
         raise KafkaError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _no_answer(what: str, timeout_ms: int) -> str:
+    return (
+        f"{what}: no answer from Kafka within {timeout_ms} ms. Is the broker at "
+        "BUS_BOOTSTRAP_SERVERS running (`bus kafka status`)?"
+    )
+
+
+class WaitBudget:
+    """One timeout shared by the successive waits of one call, so that together they wait at
+    most ``timeout_ms``: a publish that sends and then waits for the acknowledgement must not
+    take twice its timeout when Kafka does not answer.
+
+        budget = WaitBudget(settings.publish_timeout_ms)
+        futures = await budget(send_all(), "Sending 20 alert(s)")
+        await budget(asyncio.gather(*futures), "Waiting for Kafka to acknowledge 20 alert(s)")
+
+    Only the time spent waiting counts (not the caller's own work between the waits), and the
+    waits must follow one another: await one ``gather`` rather than several waits at once.
+    Errors are ``bounded``'s, naming the whole ``timeout_ms``.
+    """
+
+    def __init__(self, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+        self._left_s = timeout_ms / 1000
+
+    async def __call__(self, awaitable: Awaitable[T], what: str) -> T:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(max(self._left_s, 0.0)):
+                return await awaitable
+        except TimeoutError as exc:
+            raise PublishTimeout(_no_answer(what, self.timeout_ms)) from exc
+        except _AioKafkaError as exc:
+            raise KafkaError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._left_s -= loop.time() - started
 
 
 @contextlib.contextmanager
@@ -252,9 +288,11 @@ async def iter_records(
         request_timeout_ms=settings.request_timeout_ms,
         max_partition_fetch_bytes=1024 * 1024,
     )
-    await bounded(consumer.start(), settings.connect_timeout_ms, f"Connecting to read {topic}",
-                  timeout_error=KafkaError)  # fmt: skip
     try:
+        # Inside the try: a consumer that never connected is closed too (aiokafka warns of an
+        # unclosed one on the user's terminal otherwise).
+        await bounded(consumer.start(), settings.connect_timeout_ms,
+                      f"Connecting to read {topic}", timeout_error=KafkaError)  # fmt: skip
         layout = await topic_partitions(consumer, settings.request_timeout_ms)
         tps = [TopicPartition(topic, p) for p in sorted(layout.get(topic, ()))]
         if not tps:
@@ -309,14 +347,44 @@ async def stop_client(client: Any, timeout_ms: int) -> str | None:
     Stopping a client whose broker went away can time out, raise client errors, or even leak a
     ``CancelledError`` from aiokafka's internal tasks. None of that may kill the caller: only a
     cancellation of the calling task itself is passed on.
+
+    A producer is flushed first, within the timeout; if Kafka takes nothing, it is closed
+    without the flush. aiokafka's own ``stop`` would wait for the flush in a task of its own,
+    and once cut short leave that task and the producer's sender behind, retrying the batches
+    (a session's aborted transaction, fenced later) for the life of the process.
     """
     try:
+        if isinstance(client, AIOKafkaProducer) and not client._closed:
+            try:
+                await asyncio.wait_for(client.flush(), timeout_ms / 1000)
+            except TimeoutError:
+                await _close_unflushed(client)
+                return f"TimeoutError: Kafka took nothing for {timeout_ms} ms; closed unflushed"
         await asyncio.wait_for(client.stop(), timeout_ms / 1000)
     except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        if _cancelling():
             raise
         return "CancelledError raised inside the client while stopping"
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+async def _close_unflushed(producer: AIOKafkaProducer) -> None:
+    """Close a producer's sender and connections, giving up what Kafka has not acknowledged."""
+    producer._closed = True  # its own stop() now does nothing: it would wait for the flush
+    for closing in (producer._sender.close, producer.client.close):
+        try:
+            await asyncio.wait_for(closing(), 1.0)
+        except asyncio.CancelledError:
+            # Awaiting the cancelled sender task raises its CancelledError here; only our own
+            # cancellation is passed on.
+            if _cancelling():
+                raise
+        except Exception:  # best effort: the failed stop is reported already
+            pass
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

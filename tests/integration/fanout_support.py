@@ -48,10 +48,13 @@ async def fanout_topics(settings: BusSettings, agreements: Agreements) -> None:
     await create_topics(settings, settings.topics.audit, partitions=1)
 
 
-def varied_alerts(count: int, agreements: Agreements, seed: int = 3) -> list[Alert]:
-    """Alerts across types, origins, TLPs, dates and explicit recipients."""
+def varied_alerts(
+    count: int, agreements: Agreements, seed: int = 3, origins: tuple[str, ...] = ()
+) -> list[Alert]:
+    """Alerts across types, origins (the agreements', unless given), TLPs, dates and explicit
+    recipients."""
     rng = random.Random(seed)
-    origins = sorted({cc for a in agreements.agreements for cc in a.origins})
+    origins = origins or tuple(sorted({cc for a in agreements.agreements for cc in a.origins}))
     partners = sorted(agreements.partners)
     out = []
     for i in range(count):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -29,28 +28,9 @@ from bus.keys import generate_keypair
 from bus.schemas import SchemaRegistry
 from tests.conftest import REPO, unique
 from tests.factories import mixed_alerts
+from tests.integration.ports import free_port_run
 
 NODES = 3
-
-
-def _free_port_run(length: int) -> int:
-    """The first of ``length`` consecutive free ports."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + length < 65536 and all(_free(base + i) for i in range(length)):
-            return base
-    raise AssertionError(f"no {length} consecutive free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 @pytest.fixture
@@ -58,7 +38,7 @@ def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {
         **os.environ,
         "BUS_KAFKA_DATA_DIR": str(tmp_path / "kafka"),
-        "BUS_KAFKA_PORT": str(_free_port_run(2 * NODES)),
+        "BUS_KAFKA_PORT": str(free_port_run(2 * NODES)),
         "BUS_KAFKA_HEAP_MB": "384",
         "BUS_LOG_LEVEL": "WARNING",
     }
