@@ -34,6 +34,7 @@ def chaos_bus(tmp_path: Path, keys_dir: Path) -> Bus:
         "BUS_SCHEMAS_DIR": str(REPO / "schemas"),
         "BUS_COUNTRIES": json.dumps(list(ORIGINS)),
         "BUS_LOG_FORMAT": "json",
+        "BUS_FANOUT_METRICS_PORT": "0",  # no fixed port: other runs may share this machine
         "PYTHONPATH": str(REPO),
     }
     for name in ("BUS_KAFKA_SECURE", "BUS_TOPIC_PREFIX", "BUS_CLIENT_CONFIG",
