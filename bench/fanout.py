@@ -143,7 +143,8 @@ def topic_specs(settings: BusSettings, partners: list[str]) -> list[TopicSpec]:
         TopicSpec(raw_out(settings), n, 1),
         TopicSpec(names.dlq, n, 1),
         TopicSpec(names.fanout_state, n, 1, compact),
-        TopicSpec(names.audit, 1, 1),
+        TopicSpec(names.audit, n, 1),  # one audit chain per fan-out shard
+        TopicSpec(names.fanout_shards, n, 1),
     ]
 
 

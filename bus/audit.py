@@ -1,13 +1,17 @@
-"""The audit log: one record per delivery decision, hash-chained so that tampering shows.
+"""The audit log: delivery decisions, hash-chained so that tampering shows.
 
 Each record carries its ``index`` (0, 1, 2, … in log order), the ``prev_hash`` of the record
 before it (64 zeros for the first) and its own ``hash``: SHA-256 over ``prev_hash`` and the
 canonical JSON of every other field. A record changed, removed, inserted or moved breaks the chain
 at that index, and ``verify_chain`` names the first index where it breaks.
 
-    chain = AuditChain()                            # or AuditChain.resume(last_record)
+The fan-out keeps one chain per shard (``chain`` = k, in partition k of ``bus.audit``), each
+written by the one instance that owns the shard; ``verify_chains`` checks each of them.
+
+    chain = AuditChain(chain=0)                     # or AuditChain.resume(last_record, chain=0)
     record = chain.append({"alert_id": ..., "partner": "europol", "decision": "delivered"})
     verify_chain(records)                           # ChainVerdict(ok=True, count=..., ...)
+    verify_chains(records)                          # {0: ChainVerdict(...), 1: ...}
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 
 GENESIS_HASH = "0" * 64
 _CHAIN_FIELDS = ("index", "prev_hash", "hash")
+#: The field naming the chain a record belongs to (absent: chain 0, as before chains were split).
+CHAIN_FIELD = "chain"
 
 
 def canonical_json(data: Mapping[str, Any]) -> bytes:
@@ -34,22 +40,30 @@ def record_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
 
 
 class AuditChain:
-    """Appends records to the chain; keeps the index and hash of the last one."""
+    """Appends records to the chain; keeps the index and hash of the last one.
 
-    def __init__(self, next_index: int = 0, head_hash: str = GENESIS_HASH) -> None:
+    With ``chain`` set, every record names it (``"chain": k``), inside what is hashed.
+    """
+
+    def __init__(
+        self, next_index: int = 0, head_hash: str = GENESIS_HASH, *, chain: int | None = None
+    ) -> None:
         self.next_index = next_index
         self.head_hash = head_hash
+        self.chain = chain
 
     @classmethod
-    def resume(cls, last: Mapping[str, Any] | None) -> AuditChain:
+    def resume(cls, last: Mapping[str, Any] | None, *, chain: int | None = None) -> AuditChain:
         """Continue after ``last`` (the newest record in the log), or start a new chain."""
         if last is None:
-            return cls()
-        return cls(int(last["index"]) + 1, str(last["hash"]))
+            return cls(chain=chain)
+        return cls(int(last["index"]) + 1, str(last["hash"]), chain=chain)
 
     def append(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The record for ``body``, chained to the previous one; advances the head."""
         record = {k: v for k, v in body.items() if k not in _CHAIN_FIELDS}
+        if self.chain is not None:
+            record[CHAIN_FIELD] = self.chain
         record["index"] = self.next_index
         record["prev_hash"] = self.head_hash
         record["hash"] = record_hash(self.head_hash, record)
@@ -63,6 +77,8 @@ class AuditChain:
         The bytes are the canonical JSON that was hashed with ``"hash"`` added as the last key.
         """
         record = {k: v for k, v in body.items() if k not in _CHAIN_FIELDS}
+        if self.chain is not None:
+            record[CHAIN_FIELD] = self.chain
         record["index"] = self.next_index
         record["prev_hash"] = self.head_hash
         content = canonical_json(record)
@@ -72,7 +88,7 @@ class AuditChain:
         return content[:-1] + b',"hash":"' + digest.encode() + b'"}'
 
     def copy(self) -> AuditChain:
-        return AuditChain(self.next_index, self.head_hash)
+        return AuditChain(self.next_index, self.head_hash, chain=self.chain)
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,8 @@ class ChainVerdict:
     def __str__(self) -> str:
         if self.ok:
             return f"OK: {self.count} audit record(s), chain intact"
+        if self.first_broken is None:
+            return f"BROKEN: {self.reason}"
         return f"BROKEN at index {self.first_broken}: {self.reason}"
 
 
@@ -124,3 +142,23 @@ def verify_chain(records: Iterable[Mapping[str, Any]], *, start_index: int = 0) 
             )
         prev_hash = str(claimed_hash)
     return ChainVerdict(True, position - start_index + 1)
+
+
+def chain_of(record: Mapping[str, Any]) -> int:
+    """The chain a record names; a record from before chains were split belongs to chain 0."""
+    chain = record.get(CHAIN_FIELD, 0)
+    return chain if isinstance(chain, int) and not isinstance(chain, bool) else -1
+
+
+def verify_chains(records: Iterable[Mapping[str, Any]]) -> dict[int, ChainVerdict]:
+    """Verify every chain in ``records`` (in log order within each chain), by chain number.
+
+    A record whose ``chain`` is not a number is reported as chain -1, which never verifies.
+    """
+    by_chain: dict[int, list[Mapping[str, Any]]] = {}
+    for record in records:
+        by_chain.setdefault(chain_of(record), []).append(record)
+    verdicts = {k: verify_chain(rs) for k, rs in sorted(by_chain.items())}
+    if -1 in verdicts:
+        verdicts[-1] = ChainVerdict(False, len(by_chain[-1]), None, "its chain is not a number")
+    return verdicts

@@ -348,11 +348,12 @@ def tail(
 
 
 @fanout_app.command("run")
-def fanout_run(
-    instance: int = typer.Option(0, help="This instance's number (0-based)."),
-    instances: int = typer.Option(1, help="How many instances share the ingress partitions."),
-) -> None:
-    """Route every ingress alert to the partner inboxes its agreements allow, until Ctrl-C."""
+def fanout_run() -> None:
+    """Route every ingress alert to the partner inboxes its agreements allow, until Ctrl-C.
+
+    Run as many instances as you like, here or on other machines: they share the shards
+    (partitions of bus.fanout.shards) through one consumer group, with no list to keep.
+    """
     import signal
 
     from services.fanout.service import FanoutService
@@ -360,11 +361,11 @@ def fanout_run(
     settings = _settings()
 
     async def go() -> None:
-        service = FanoutService(settings, instance=instance, instances=instances)
+        service = FanoutService(settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, service.stop)
-        err.print(f"Fan-out {instance}/{instances} on {settings.bootstrap_servers} with "
+        err.print(f"Fan-out on {settings.bootstrap_servers} with "
                   f"{len(service.agreements.agreements)} agreement(s), "
                   f"{len(service.agreements.partners)} partner(s). Ctrl-C stops it.")  # fmt: skip
         await service.run()
@@ -392,15 +393,20 @@ def _load_audit(file: Path | None) -> list[dict[str, Any]]:
 def audit_verify(
     file: Path | None = typer.Option(None, "--file", help="An exported audit (JSON lines)."),
 ) -> None:
-    """Check the hash chain of bus.audit (or an export): OK, or the first broken index.
+    """Check every hash chain of bus.audit (one per fan-out shard), or of an export: OK, or
+    the first broken index of each chain.
 
     Without --file, the lookup audit chain (bus.audit.lookups, the joint index's) is checked too.
     """
-    from bus.audit import verify_chain
+    from bus.audit import verify_chain, verify_chains
 
-    verdict = verify_chain(_load_audit(file))
-    out.print(str(verdict), highlight=False)
-    ok = verdict.ok
+    verdicts = verify_chains(_load_audit(file))
+    ok = all(v.ok for v in verdicts.values())
+    total = sum(v.count for v in verdicts.values())
+    out.print(f"{'OK' if ok else 'BROKEN'}: {total} audit record(s) in {len(verdicts)} "
+              f"chain(s)", highlight=False)  # fmt: skip
+    for chain, verdict in verdicts.items():
+        out.print(f"chain {chain}: {verdict}", highlight=False)
     if file is None:
         from services.index.responder import read_lookup_audit
 

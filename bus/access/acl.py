@@ -13,8 +13,9 @@ Principals, each a SCRAM user named ``<topic prefix><id>``:
   groups starting with ``<id>.``; it writes nothing (an agency that only receives cannot put
   a single record on the bus). A country is usually also a partner: its principal has both;
 - **the fan-out** ``fanout`` reads ``ingress.``, writes ``partner.``, ``bus.dlq``, reads and
-  writes ``bus.audit`` and ``bus.fanout.state`` (it restores from them), uses its group
-  ``bus-fanout`` and transactional ids ``bus-fanout-<n>``;
+  writes ``bus.audit`` and ``bus.fanout.state`` (it restores from them), reads
+  ``bus.fanout.shards`` (its instances share the shards through it), uses its groups
+  ``bus-fanout`` and ``bus-fanout-shards`` and transactional ids ``bus-fanout-shard-<k>``;
 - **the operators** ``admin`` are super users of the broker: no ACL names them.
 
 Nobody else reads ``bus.audit``, ``bus.dlq`` or ``bus.fanout.state``. With a topic prefix every
@@ -130,7 +131,9 @@ def derive_access(agreements: Agreements, names: TopicNames) -> Access:
     allow(fanout, "topic", "literal", names.dlq, "WRITE")
     allow(fanout, "topic", "literal", names.audit, "READ", "WRITE")
     allow(fanout, "topic", "literal", names.fanout_state, "READ", "WRITE")
+    allow(fanout, "topic", "literal", names.fanout_shards, "READ")
     allow(fanout, "group", "literal", f"{p}bus-fanout", "READ")
+    allow(fanout, "group", "literal", f"{p}bus-fanout-shards", "READ")
     allow(fanout, "transactional_id", "prefixed", f"{p}bus-fanout-", "WRITE")
 
     _check_names(roles, p)

@@ -245,7 +245,8 @@ class Router:
             "agreements": list(agreements), "redacted": list(redacted), "inbox": inbox,
             "decided_at": datetime.now(UTC).isoformat(),
         })  # fmt: skip
-        return Output(self.names.audit, base["alert_id"].encode(), value, [])
+        return Output(self.names.audit, base["alert_id"].encode(), value, [],
+                      partition=chain.chain or 0)  # fmt: skip
 
     def _dead_letter(self, record: ConsumerRecord, error: Exception, stage: str) -> Output:
         letter = DeadLetter(

@@ -28,13 +28,15 @@ _PARTITIONER = DefaultPartitioner()
 
 @dataclass(frozen=True)
 class Output:
-    """One record to write; ``partner`` is set for a partner's copy or notice."""
+    """One record to write; ``partner`` is set for a partner's copy or notice, ``partition``
+    for a record that must go to one partition (an audit chain's), whatever its key."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
     partner: str | None = None
+    partition: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,9 @@ async def _send_and_commit(
         known = partitions.get(topic)
         if known is None:
             known = partitions[topic] = sorted(await producer.partitions_for(topic))
-        partition = _PARTITIONER(key, known, known)
+        partition = output.partition
+        if partition is None:
+            partition = _PARTITIONER(key, known, known)
         batch, members = batches.get((topic, partition), (None, []))
         if batch is None:
             batch, members = producer.create_batch(), []
