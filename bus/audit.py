@@ -1,5 +1,10 @@
 """The audit log: delivery decisions, hash-chained so that tampering shows.
 
+The fan-out writes one record per alert, holding every decision for it (``decisions``: one
+entry per partner, or one ``duplicate`` or ``refused`` entry); ``decisions`` lists them one by
+one, each with its alert's fields. Records from before an alert's decisions were gathered held
+one decision each and are listed as they are.
+
 Each record carries its ``index`` (0, 1, 2, … in log order), the ``prev_hash`` of the record
 before it (64 zeros for the first) and its own ``hash``: SHA-256 over ``prev_hash`` and the
 canonical JSON of every other field. A record changed, removed, inserted or moved breaks the chain
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +36,17 @@ CHAIN_FIELD = "chain"
 def canonical_json(data: Mapping[str, Any]) -> bytes:
     """Sorted keys, no whitespace, UTF-8: the same bytes for the same data in any language."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def canonical_value(value: Any) -> bytes:
+    """One value as ``canonical_json`` writes it inside a record."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+#: Stands for a pre-encoded field while the rest of a record is serialised (see append_json):
+#: a key names it, and no field the bus writes holds a NUL character.
+_SPLICE = "\x00spliced\x00"
+_SPLICE_JSON = canonical_value(_SPLICE)
 
 
 def record_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
@@ -71,17 +87,30 @@ class AuditChain:
         self.head_hash = record["hash"]
         return record
 
-    def append_json(self, body: Mapping[str, Any]) -> bytes:
+    def append_json(
+        self, body: Mapping[str, Any], *, encoded: Mapping[str, bytes] | None = None
+    ) -> bytes:
         """Like ``append``, but return the record as UTF-8 JSON, serialising it only once.
 
         The bytes are the canonical JSON that was hashed with ``"hash"`` added as the last key.
+        ``encoded`` gives fields already in canonical JSON (``canonical_value``), spliced in as
+        they are: what repeats from record to record is serialised once.
         """
         record = {k: v for k, v in body.items() if k not in _CHAIN_FIELDS}
         if self.chain is not None:
             record[CHAIN_FIELD] = self.chain
         record["index"] = self.next_index
         record["prev_hash"] = self.head_hash
-        content = canonical_json(record)
+        if encoded:
+            for name in encoded:
+                record[name] = _SPLICE
+            content = canonical_json(record)
+            for name, value in encoded.items():
+                marker = b"".join((b'"', name.encode(), b'":', _SPLICE_JSON))
+                at = content.index(marker) + len(marker) - len(_SPLICE_JSON)
+                content = b"".join((content[:at], value, content[at + len(_SPLICE_JSON) :]))
+        else:
+            content = canonical_json(record)
         digest = hashlib.sha256(self.head_hash.encode() + content).hexdigest()
         self.next_index += 1
         self.head_hash = digest
@@ -162,3 +191,19 @@ def verify_chains(records: Iterable[Mapping[str, Any]]) -> dict[int, ChainVerdic
     if -1 in verdicts:
         verdicts[-1] = ChainVerdict(False, len(by_chain[-1]), None, "its chain is not a number")
     return verdicts
+
+
+def decisions(records: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every decision in ``records``, one dict each: the decision's fields over its record's.
+
+    for d in decisions(records):
+        print(d["alert_id"], d["partner"], d["decision"], d["reason"])
+    """
+    for record in records:
+        entries = record.get("decisions")
+        if not isinstance(entries, list):
+            yield dict(record)
+            continue
+        alert = {k: v for k, v in record.items() if k != "decisions"}
+        for entry in entries:
+            yield {**alert, **entry} if isinstance(entry, Mapping) else alert

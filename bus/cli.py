@@ -420,9 +420,17 @@ def audit_verify(
 @audit_app.command("export")
 def audit_export(
     output: Path | None = typer.Option(None, "--out", help="File to write (default: stdout)."),
+    per_decision: bool = typer.Option(
+        False, "--decisions", help="One line per decision (for reading; not verifiable)."
+    ),
 ) -> None:
-    """Write bus.audit as JSON lines, one record per line, in log order."""
+    """Write bus.audit as JSON lines, one record (an alert, with every decision for it) per
+    line, in log order; with --decisions, one line per decision instead."""
+    from bus.audit import decisions
+
     records = _load_audit(None)
+    if per_decision:
+        records = list(decisions(records))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if output is None:
         sys.stdout.write(lines)
@@ -439,7 +447,9 @@ def audit_show(
     """Who received an alert, who did not, and why (agreements, removed fields)."""
     from rich.table import Table
 
-    records = [r for r in _load_audit(file) if r.get("alert_id") == alert]
+    from bus.audit import decisions
+
+    records = [r for r in decisions(_load_audit(file)) if r.get("alert_id") == alert]
     if not records:
         raise BusError(f"No audit record for alert {alert}")
     # An alert is (origin, alert id): another country may have used the same id.

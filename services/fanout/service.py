@@ -4,10 +4,10 @@
         await fanout.run()          # until stop(); survives broker restarts on its own
 
 For each batch read from ``ingress.*`` (``read_committed``), one Kafka transaction holds the
-partner copies and withdrawal notices (``partner.<id>.inbox``), the audit records
-(``bus.audit``), the delivery state (``bus.fanout.state``), dead letters (``bus.dlq``) and the
-input offsets. Either all of it commits or none of it does, and it commits only once Kafka has
-acknowledged every record of it (``services.fanout.transaction``).
+partner copies and withdrawal notices (``partner.<id>.inbox``), one audit record per alert with
+every decision for it (``bus.audit``), the delivery state (``bus.fanout.state``), dead letters
+(``bus.dlq``) and the input offsets. Either all of it commits or none of it does, and it commits
+only once Kafka has acknowledged every record of it (``services.fanout.transaction``).
 
 A batch Kafka refuses is aborted and read again in a new session, the suspect alerts each in a
 transaction of their own; an alert whose copy a partner's inbox refuses for good (too large, not

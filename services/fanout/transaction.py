@@ -15,10 +15,10 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from bus.errors import KafkaError
 from bus.kafka import bounded
@@ -26,10 +26,10 @@ from bus.kafka import bounded
 _PARTITIONER = DefaultPartitioner()
 
 
-@dataclass(frozen=True)
-class Output:
+class Output(NamedTuple):
     """One record to write; ``partner`` is set for a partner's copy or notice, ``partition``
-    for a record that must go to one partition (an audit chain's), whatever its key."""
+    for a record that must go to one partition (an audit chain's), whatever its key. A tuple:
+    a dozen are made for every alert."""
 
     topic: str
     key: bytes | None
@@ -105,6 +105,7 @@ async def _send_and_commit(
 ) -> None:
     batches: dict[tuple[str, int], tuple[Any, list[int]]] = {}
     sent: list[tuple[str, asyncio.Future[Any], list[int]]] = []
+    hashes: dict[bytes, int] = {}  # an alert's copies share its key: hash it once
     for i, output in enumerate(outputs):
         topic, key, value, headers = output.topic, output.key, output.value, output.headers
         known = partitions.get(topic)
@@ -112,7 +113,14 @@ async def _send_and_commit(
             known = partitions[topic] = sorted(await producer.partitions_for(topic))
         partition = output.partition
         if partition is None:
-            partition = _PARTITIONER(key, known, known)
+            if key is None:
+                partition = _PARTITIONER(key, known, known)
+            else:
+                # The producer's own choice (murmur2, as Kafka's Java client), key hashed once.
+                digest = hashes.get(key)
+                if digest is None:
+                    digest = hashes[key] = murmur2(key) & 0x7FFFFFFF
+                partition = known[digest % len(known)]
         batch, members = batches.get((topic, partition), (None, []))
         if batch is None:
             batch, members = producer.create_batch(), []

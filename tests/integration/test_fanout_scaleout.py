@@ -20,7 +20,7 @@ import pytest
 
 from bus import Alert, BusSettings
 from bus.admin import read_audit
-from bus.audit import verify_chains
+from bus.audit import decisions, verify_chains
 from bus.errors import BusError
 from bus.models import WithdrawalNotice
 from services.fanout.service import FanoutService
@@ -86,9 +86,10 @@ async def _check_exactly_once(settings: BusSettings, published: list[Alert]) -> 
     verdicts = verify_chains(audit)
     assert sorted(verdicts) == [0, 1, 2]
     assert all(v.ok for v in verdicts.values()), verdicts
-    decisions = [(r["origin"], r["alert_id"], r["partner"]) for r in audit]
-    assert len(decisions) == len(set(decisions)), "a decision was audited twice"
-    assert len(decisions) == len(published) * len(AGREEMENTS.partners)
+    alerts = [(r["origin"], r["alert_id"]) for r in audit]
+    assert len(alerts) == len(set(alerts)) == len(published), "an alert audited twice, or not"
+    decided = [(r["origin"], r["alert_id"], r["partner"]) for r in decisions(audit)]
+    assert len(decided) == len(set(decided)) == len(published) * len(AGREEMENTS.partners)
 
 
 async def _publish_rounds(
