@@ -106,13 +106,15 @@ class Router:
         *,
         now: datetime,
         undeliverable: Mapping[str, str] | None = None,
+        counts: Counts | None = None,
     ) -> Routing:
         """The outputs for ``record``; ``routed`` (a batch overlay) and ``chain`` move on.
 
         ``undeliverable`` maps partners whose inbox refused this alert's copy for good to the
         reason: they get no copy, the audit says ``failed`` and the alert is dead-lettered.
+        ``counts``, when given, is added to (a batch's) rather than a new one started.
         """
-        out = Routing()
+        out = Routing(counts=counts if counts is not None else Counts())
         source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         try:
             received = open_record(

@@ -247,13 +247,12 @@ class ShardWorker:
         ends: list[int] = []  # where each record's outputs end, to find whose a refusal was
         offsets: dict[TopicPartition, int] = {}
         counts = Counts()
+        route = service.router.route
         for record in records:
-            routing = service.router.route(
-                record, routed, chain, now=now, undeliverable=self._given_up(record)
-            )
+            routing = route(record, routed, chain, now=now, counts=counts,
+                            undeliverable=self._given_up(record))  # fmt: skip
             outputs += routing.outputs
             ends.append(len(outputs))
-            counts.add(routing.counts)
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
         s = service.settings
         try:
