@@ -3,17 +3,19 @@
     .venv/bin/python bench/fanout.py [--count 20000] [--rate 500] [--seconds 10]
 
 Baseline: a minimal exactly-once forwarder in raw aiokafka. It reads the ingress topics
-``read_committed`` and produces the same bytes to ONE output topic, one Kafka transaction per
-batch carrying the input offsets (``send_offsets_to_transaction``). Measured: ``FanoutService``
+``read_committed`` and produces the same bytes to every partner's inbox (ten copies per alert,
+as many as the fan-out writes), one Kafka transaction per batch carrying the input offsets
+(``send_offsets_to_transaction``). Measured: ``FanoutService``
 with ten partners under one agreement that gives every alert of the bench origin to all ten
 (variant ``plain``), and with five of them under agreements that remove the personal fields
 (variant ``redact``: one re-encoded, re-signed copy per alert). Per alert the fan-out writes ten
-inbox copies, ten audit records and a state record in its transaction.
+inbox copies, one audit record (every decision for the alert) and a state record in its
+transaction.
 
 Saturation: COUNT alerts are published first; the forwarder then starts and the rate is COUNT
 over the time from ready to the last one committed (capped by --max-seconds), with the CPU time
 the forwarder's process spent per alert (less sensitive to a busy machine than the rate) and the
-output records per second (the fan-out writes 21 per alert, the raw forwarder 1). Latency: a
+output records per second (the fan-out writes 12 per alert, the raw forwarder 10). Latency: a
 separate process sends at --rate alerts/s, paced by the clock, the records ``Publisher`` makes
 (encoded and signed beforehand, to keep that process light), and reads the output
 ``read_committed`` (for the fan-out: the last partner's inbox, a redacted one in the redact
@@ -140,15 +142,11 @@ def topic_specs(settings: BusSettings, partners: list[str]) -> list[TopicSpec]:
     return [
         *(TopicSpec(names.ingress(ORIGIN, t), n, 1) for t in ALERT_TYPES),
         *(TopicSpec(names.inbox(p), n, 1) for p in partners),
-        TopicSpec(raw_out(settings), n, 1),
         TopicSpec(names.dlq, n, 1),
         TopicSpec(names.fanout_state, n, 1, compact),
-        TopicSpec(names.audit, 1, 1),
+        TopicSpec(names.audit, n, 1),  # one audit chain per fan-out shard
+        TopicSpec(names.fanout_shards, n, 1),
     ]
-
-
-def raw_out(settings: BusSettings) -> str:
-    return f"{settings.topic_prefix}bench.raw-out"
 
 
 def prepared(settings: BusSettings, alerts: list[Alert]) -> list[Record]:
@@ -193,11 +191,16 @@ async def delete_topics(settings: BusSettings, prefixes: list[str]) -> None:
 
 
 class RawForwarder:
-    """Consume ingress ``read_committed``, produce the same bytes to one topic, one transaction
-    per batch with the input offsets: a minimal exactly-once forwarder, fixed assignment."""
+    """Consume ingress ``read_committed``, produce the same bytes to every partner's inbox, one
+    transaction per batch with the input offsets: a minimal exactly-once forwarder, fixed
+    assignment, writing as many copies per alert as the fan-out."""
 
-    def __init__(self, settings: BusSettings, *, name: str = "raw", max_batch: int = 500) -> None:
+    def __init__(
+        self, settings: BusSettings, partners: list[str], *, name: str = "raw",
+        max_batch: int = 500,
+    ) -> None:  # fmt: skip
         self.settings = settings
+        self.outputs = [settings.topics.inbox(p) for p in partners]
         self.group_id = f"{settings.topic_prefix}bench-{name}"
         self.forwarded = 0
         self.transactions = 0
@@ -212,7 +215,7 @@ class RawForwarder:
         await asyncio.wait_for(self._ready.wait(), timeout_s)
 
     async def run(self) -> None:
-        s, out = self.settings, raw_out(self.settings)
+        s = self.settings
         producer = make_producer(s, transactional_id=self.group_id, client_suffix="bench-raw")
         consumer = make_consumer(s, group_id=self.group_id, client_suffix="bench-raw")
         try:
@@ -238,7 +241,7 @@ class RawForwarder:
                 if not batch:
                     continue
                 await bounded(
-                    self._forward(producer, out, batch),
+                    self._forward(producer, batch),
                     s.publish_timeout_ms,
                     "Committing a forwarder transaction",
                     timeout_error=KafkaError,
@@ -251,12 +254,14 @@ class RawForwarder:
                     await asyncio.wait_for(client.stop(), 10)
 
     async def _forward(
-        self, producer: Any, out: str, batch: dict[TopicPartition, list[ConsumerRecord]]
+        self, producer: Any, batch: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
         async with producer.transaction():
             for records in batch.values():
                 for r in records:
-                    await producer.send(out, key=r.key, value=r.value, headers=list(r.headers))
+                    headers = list(r.headers)
+                    for out in self.outputs:
+                        await producer.send(out, key=r.key, value=r.value, headers=headers)
             offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
             await producer.send_offsets_to_transaction(offsets, self.group_id)
 
@@ -275,12 +280,14 @@ async def running(
 ) -> AsyncIterator[Running]:
     """Start the raw forwarder or the fan-out; yield once it is consuming; stop it cleanly."""
     if kind == "raw":
-        raw = RawForwarder(settings, name=name)
+        assert agreements is not None
+        raw = RawForwarder(settings, sorted(agreements.partners), name=name)
         system: Any = raw
         task = asyncio.create_task(raw.run())
         handle = Running(
-            lambda: raw.forwarded, lambda: raw.forwarded, task, lambda: f"{raw.transactions} txns"
-        )
+            lambda: raw.forwarded, lambda: raw.forwarded * len(raw.outputs), task,
+            lambda: f"{raw.transactions} txns",
+        )  # fmt: skip
     else:
         service = FanoutService(settings, agreements=agreements)
         system = service
@@ -290,10 +297,10 @@ async def running(
             st = service.stats
             return st.alerts + st.duplicates + st.dead_lettered
 
-        def records() -> int:  # copies, audit records (one per decision), state, dead letters
+        def records() -> int:  # copies and notices, audit and state records, dead letters
             st = service.stats
-            audit = st.delivered + st.denied + st.duplicates
-            return st.delivered + audit + st.alerts + st.dead_lettered
+            audit = st.alerts + st.duplicates + st.refused
+            return st.delivered + st.notices + audit + st.alerts + st.dead_lettered
 
         def info() -> str:
             st = service.stats
@@ -594,7 +601,8 @@ async def main() -> None:
             await produce(s, records)
         rows: dict[str, tuple[Saturation, Latency]] = {}
         for kind in ["raw", *variants]:
-            a = agreements.get(kind)
+            # The raw forwarder writes one copy to each partner of the agreements.
+            a = agreements.get(kind, agreements[variants[0]])
             if kind == "raw":
                 # A raw run takes about a second: take the median of three (own consumer groups).
                 runs = [
@@ -610,7 +618,7 @@ async def main() -> None:
                 profile = args.profile if kind == variants[0] else None
                 rate = await saturate("fanout", sat[kind], a, args.count, args.max_seconds, profile)
             # The designated partner: the last one (redacted in the redact variant).
-            topic = raw_out(lat[kind]) if kind == "raw" else lat[kind].topics.inbox(partners[-1])
+            topic = lat[kind].topics.inbox(partners[-1])
             lats = await latency(
                 "raw" if kind == "raw" else "fanout", lat[kind], a, topic, args.rate, args.seconds
             )
@@ -635,7 +643,7 @@ def report(
     load_before: tuple[float, float, float],
 ) -> None:
     labels = {
-        "raw": "raw forwarder, 1 output",
+        "raw": f"raw forwarder, {len(partners)} copies",
         "plain": f"fan-out, {len(partners)} partners",
         "redact": f"fan-out, {len(partners) // 2} of them redacted",
     }
@@ -654,12 +662,12 @@ def report(
     raw_rate = rows["raw"][0].rate
     for kind in [k for k in rows if k != "raw"]:
         sat, lat = rows[kind]
-        ok_rate = "met" if sat.rate >= 0.3 * raw_rate else "MISSED"
-        ok_p99 = "met" if lat.pct(0.99) < 200 and lat.received == lat.sent else "MISSED"
+        ok_rate = "met" if sat.rate >= 0.5 * raw_rate else "MISSED"
+        ok_p99 = "met" if lat.pct(0.99) < 100 and lat.received == lat.sent else "MISSED"
         raw_records = rows["raw"][0].records / rows["raw"][0].seconds
         print(
-            f"{kind}: alerts/s fan-out/raw = {sat.rate / raw_rate:.2f} (target >= 0.3, {ok_rate}); "
-            f"p99 at {args.rate:g}/s = {lat.pct(0.99):.0f} ms (target < 200, {ok_p99}); "
+            f"{kind}: alerts/s fan-out/raw = {sat.rate / raw_rate:.2f} (target >= 0.5, {ok_rate}); "
+            f"p99 at {args.rate:g}/s = {lat.pct(0.99):.0f} ms (target < 100, {ok_p99}); "
             f"records/s fan-out/raw = {sat.records / sat.seconds / raw_records:.2f}"
         )
     print("raw saturation: the median of three runs; CPU: the forwarder's process per alert")

@@ -15,6 +15,8 @@ from bus.topics import bus_topic_specs, replication_for
 
 #: The fan-out's consumer group (after the topic prefix), whose offsets the cluster must hold.
 FANOUT_GROUP = "bus-fanout"
+#: The group the fan-out's instances join on ``bus.fanout.shards`` to share the shards.
+FANOUT_SHARDS_GROUP = "bus-fanout-shards"
 H_SCHEMA_TYPE = "bus-type"
 H_SCHEMA_VERSION = "bus-schema-version"
 

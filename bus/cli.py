@@ -350,17 +350,19 @@ def tail(
 
 @fanout_app.command("run")
 def fanout_run(
-    instance: int = typer.Option(0, help="This instance's number (0-based)."),
-    instances: int = typer.Option(1, help="How many instances share the ingress partitions."),
     metrics_port: int | None = typer.Option(
         None,
-        help="Serve /metrics, /healthz, /readyz here (default BUS_FANOUT_METRICS_PORT "
-        "plus the instance number; 0: none).",
+        help="Serve /metrics, /healthz, /readyz here (default BUS_FANOUT_METRICS_PORT; 0: none). "
+        "A second instance on the same machine needs a port of its own.",
         min=0,
         max=65535,
     ),
 ) -> None:
-    """Route every ingress alert to the partner inboxes its agreements allow, until Ctrl-C."""
+    """Route every ingress alert to the partner inboxes its agreements allow, until Ctrl-C.
+
+    Run as many instances as you like, here or on other machines: they share the shards
+    (partitions of bus.fanout.shards) through one consumer group, with no list to keep.
+    """
     import signal
 
     from bus.ops import OpsSettings, ops_endpoint
@@ -369,14 +371,14 @@ def fanout_run(
     settings = _settings()
     ops = OpsSettings()
     if metrics_port is None:
-        metrics_port = ops.fanout_metrics_port + instance if ops.fanout_metrics_port else 0
+        metrics_port = ops.fanout_metrics_port
 
     async def go() -> None:
-        service = FanoutService(settings, instance=instance, instances=instances)
+        service = FanoutService(settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, service.stop)
-        err.print(f"Fan-out {instance}/{instances} on {settings.bootstrap_servers} with "
+        err.print(f"Fan-out on {settings.bootstrap_servers} with "
                   f"{len(service.agreements.agreements)} agreement(s), "
                   f"{len(service.agreements.partners)} partner(s). Ctrl-C stops it.")  # fmt: skip
         async with ops_endpoint(
@@ -518,15 +520,20 @@ def _load_audit(file: Path | None) -> list[dict[str, Any]]:
 def audit_verify(
     file: Path | None = typer.Option(None, "--file", help="An exported audit (JSON lines)."),
 ) -> None:
-    """Check the hash chain of bus.audit (or an export): OK, or the first broken index.
+    """Check every hash chain of bus.audit (one per fan-out shard), or of an export: OK, or
+    the first broken index of each chain.
 
     Without --file, the lookup audit chain (bus.audit.lookups, the joint index's) is checked too.
     """
-    from bus.audit import verify_chain
+    from bus.audit import verify_chain, verify_chains
 
-    verdict = verify_chain(_load_audit(file))
-    out.print(str(verdict), highlight=False)
-    ok = verdict.ok
+    verdicts = verify_chains(_load_audit(file))
+    ok = all(v.ok for v in verdicts.values())
+    total = sum(v.count for v in verdicts.values())
+    out.print(f"{'OK' if ok else 'BROKEN'}: {total} audit record(s) in {len(verdicts)} "
+              f"chain(s)", highlight=False)  # fmt: skip
+    for chain, verdict in verdicts.items():
+        out.print(f"chain {chain}: {verdict}", highlight=False)
     if file is None:
         from services.index.responder import read_lookup_audit
 
@@ -540,9 +547,17 @@ def audit_verify(
 @audit_app.command("export")
 def audit_export(
     output: Path | None = typer.Option(None, "--out", help="File to write (default: stdout)."),
+    per_decision: bool = typer.Option(
+        False, "--decisions", help="One line per decision (for reading; not verifiable)."
+    ),
 ) -> None:
-    """Write bus.audit as JSON lines, one record per line, in log order."""
+    """Write bus.audit as JSON lines, one record (an alert, with every decision for it) per
+    line, in log order; with --decisions, one line per decision instead."""
+    from bus.audit import decisions
+
     records = _load_audit(None)
+    if per_decision:
+        records = list(decisions(records))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if output is None:
         sys.stdout.write(lines)
@@ -559,7 +574,9 @@ def audit_show(
     """Who received an alert, who did not, and why (agreements, removed fields)."""
     from rich.table import Table
 
-    records = [r for r in _load_audit(file) if r.get("alert_id") == alert]
+    from bus.audit import decisions
+
+    records = [r for r in decisions(_load_audit(file)) if r.get("alert_id") == alert]
     if not records:
         raise BusError(f"No audit record for alert {alert}")
     # An alert is (origin, alert id): another country may have used the same id.

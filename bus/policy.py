@@ -23,12 +23,14 @@ The rules (DESIGN.md, "Sharing agreements"), deny by default:
    follow-up gets a withdrawal notice instead (``notice``): identifiers, no content.
 
 ``decide`` is called for every alert and every partner, so it looks agreements up in the index
-``Agreements`` builds by origin and alert type instead of scanning them all.
+``Agreements`` builds by origin and alert type instead of scanning them all; ``Decider`` goes
+further and decides once for every alert of the same shape (origin, type, TLP, status, day,
+explicit recipients, earlier recipients), which is what the rules look at.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
@@ -119,6 +121,50 @@ def decide(
             decision = _follow_up(decision)
         decisions.append(decision)
     return decisions
+
+
+class Decider:
+    """``decide``, remembering the decisions for each shape of alert the rules distinguish.
+
+        decider = Decider(agreements)
+        decisions = decider.decide(alert, referenced_recipients=..., now=...)
+
+    An alert that has expired is decided afresh (its reason names the times). The memory is
+    bounded: it starts again empty after ``max_shapes`` shapes.
+    """
+
+    def __init__(self, agreements: Agreements, *, max_shapes: int = 4096) -> None:
+        self.agreements = agreements
+        self._max_shapes = max_shapes
+        self._known: dict[Hashable, list[Decision]] = {}
+
+    def decide(
+        self,
+        alert: Alert,
+        *,
+        referenced_recipients: frozenset[str] | None = None,
+        now: datetime | None = None,
+    ) -> list[Decision]:
+        header = alert.header
+        routed_at = now if now is not None else datetime.now(UTC)
+        if header.expires_at is not None and header.expires_at <= routed_at:
+            return decide(alert, self.agreements, referenced_recipients=referenced_recipients,
+                          now=routed_at)  # fmt: skip
+        follow_up = header.msg_type is not MessageType.ALERT
+        shape = (
+            header.origin, alert.alert_type, header.tlp, header.status,
+            header.occurred_at.astimezone(UTC).date(), tuple(header.explicit_recipients),
+            referenced_recipients if follow_up and referenced_recipients else None,
+        )  # fmt: skip
+        known = self._known.get(shape)
+        if known is None:
+            if len(self._known) >= self._max_shapes:
+                self._known.clear()
+            known = self._known[shape] = decide(
+                alert, self.agreements, referenced_recipients=referenced_recipients,
+                now=routed_at,
+            )  # fmt: skip
+        return known
 
 
 def _decide_one(

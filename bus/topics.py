@@ -12,6 +12,7 @@ SCHEMAS_TOPIC = "bus.schemas"
 FANOUT_STATE_TOPIC = "bus.fanout.state"
 #: The lookup audit chain: one partition, one chain (``bus audit verify`` checks it).
 LOOKUP_AUDIT_TOPIC = "bus.audit.lookups"
+FANOUT_SHARDS_TOPIC = "bus.fanout.shards"
 
 _CC = re.compile(r"^[a-z]{2}$")
 _PARTNER = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -58,6 +59,12 @@ class TopicNames:
     def fanout_state(self) -> str:
         """Compacted: alert id → partners that received it (dedupe, UPDATE and CANCEL routing)."""
         return self.prefix + FANOUT_STATE_TOPIC
+
+    @property
+    def fanout_shards(self) -> str:
+        """Empty; one partition per fan-out shard. Instances share it in a consumer group, and
+        each owns the shards whose partitions the group assigns it."""
+        return self.prefix + FANOUT_SHARDS_TOPIC
 
     @property
     def ingress_pattern(self) -> str:
@@ -172,9 +179,10 @@ def bus_topic_specs(
     specs += [
         TopicSpec(names.dlq, partitions, replication_factor,
                   {"retention.ms": str(dlq_retention_ms)} | isr),
-        # One partition keeps the audit a single hash chain in one order.
-        TopicSpec(names.audit, 1, replication_factor,
+        # One hash chain per fan-out shard: chain k in partition k, one writer each.
+        TopicSpec(names.audit, partitions, replication_factor,
                   {"retention.ms": str(audit_retention_ms)} | isr),
+        TopicSpec(names.fanout_shards, partitions, replication_factor, isr),
         TopicSpec(names.schemas, 1, replication_factor,
                   {"cleanup.policy": "compact", "retention.ms": "-1"} | isr),
         TopicSpec(names.fanout_state, partitions, replication_factor,

@@ -17,8 +17,9 @@ Principals, each a SCRAM user named ``<topic prefix><id>``:
   ``<id>.`` prefix): the one thing a partner that is no country may write. Every other partner
   still writes nothing, and a requester no longer named loses both at the next apply;
 - **the fan-out** ``fanout`` reads ``ingress.``, writes ``partner.``, ``bus.dlq``, reads and
-  writes ``bus.audit`` and ``bus.fanout.state`` (it restores from them), uses its group
-  ``bus-fanout`` and transactional ids ``bus-fanout-<n>``;
+  writes ``bus.audit`` and ``bus.fanout.state`` (it restores from them), reads
+  ``bus.fanout.shards`` (its instances share the shards through it), uses its groups
+  ``bus-fanout`` and ``bus-fanout-shards`` and transactional ids ``bus-fanout-shard-<k>``;
 - **the joint index** ``index`` reads ``ingress.`` (read_committed, offsets kept in its own
   database: no group) and each requester's ``lookup.<id>.requests`` in its group
   ``bus-index-lookups``; with its transactional ids ``bus-index-lookups`` and
@@ -153,7 +154,9 @@ def derive_access(agreements: Agreements, names: TopicNames) -> Access:
     allow(fanout, "topic", "literal", names.dlq, "WRITE")
     allow(fanout, "topic", "literal", names.audit, "READ", "WRITE")
     allow(fanout, "topic", "literal", names.fanout_state, "READ", "WRITE")
+    allow(fanout, "topic", "literal", names.fanout_shards, "READ")
     allow(fanout, "group", "literal", f"{p}bus-fanout", "READ")
+    allow(fanout, "group", "literal", f"{p}bus-fanout-shards", "READ")
     allow(fanout, "transactional_id", "prefixed", f"{p}bus-fanout-", "WRITE")
 
     index = p + INDEX

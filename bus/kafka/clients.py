@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -273,8 +273,11 @@ async def iter_records(
     *,
     from_offset_back: int | None = None,
     window: ReadWindow | None = None,
+    partitions: Iterable[int] | None = None,
 ) -> AsyncIterator[list[Any]]:
     """The committed records of ``topic`` up to its end when called, a fetched batch at a time.
+
+    ``partitions`` limits the read to those partitions (one audit chain, say); default all.
 
     Used to restore state (the fan-out's delivery state, the audit head) and by ``bus audit``:
     the caller folds each batch into what it keeps, so memory follows the state, not the topic.
@@ -294,7 +297,12 @@ async def iter_records(
         await bounded(consumer.start(), settings.connect_timeout_ms,
                       f"Connecting to read {topic}", timeout_error=KafkaError)  # fmt: skip
         layout = await topic_partitions(consumer, settings.request_timeout_ms)
-        tps = [TopicPartition(topic, p) for p in sorted(layout.get(topic, ()))]
+        only = None if partitions is None else set(partitions)
+        tps = [
+            TopicPartition(topic, p)
+            for p in sorted(layout.get(topic, ()))
+            if only is None or p in only
+        ]
         if not tps:
             await _check_visible(consumer, settings, topic)
             return

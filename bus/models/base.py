@@ -47,6 +47,12 @@ class Alert(Record):
 
     @property
     def record_key(self) -> bytes:
-        """Kafka record key: the case reference if any, else the alert id, so a case keeps order."""
-        key = self.header.case_ref if self.header.case_ref else str(self.header.alert_id)
-        return key.encode("utf-8")
+        """Kafka record key: the case reference if any; else, for an UPDATE or CANCEL, the first
+        alert it references; else the alert id. A case keeps its order, and a follow-up lands on
+        the partition (and so the fan-out shard) of the alert it follows up."""
+        header = self.header
+        if header.case_ref:
+            return header.case_ref.encode("utf-8")
+        if header.references and header.msg_type.value != "ALERT":
+            return str(header.references[0]).encode("utf-8")
+        return str(header.alert_id).encode("utf-8")

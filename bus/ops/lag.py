@@ -3,6 +3,7 @@ position, read when the operator asks (a scrape of ``/metrics`` or ``/readyz``).
 
     lag = ConsumerLag(registry, "fanout")
     lag.follow(consumer)              # once the consumer is assigned; again after a new session
+    lag.unfollow(consumer)            # a consumer that stops (a fan-out shard given up)
     lags = await lag.refresh()        # {TopicPartition: records behind}, also the gauge
 
 The end is the last stable offset a ``read_committed`` consumer can reach (else the high-water
@@ -30,25 +31,36 @@ class ConsumerLag:
             ["consumer", "topic", "partition"],
             registry=registry,
         )
-        self._consumer: AIOKafkaConsumer | None = None
+        #: The consumers reported on: one per session, or one per shard of the fan-out.
+        self._consumers: list[AIOKafkaConsumer] = []
         #: Whether every assigned partition was seen with no lag since ``follow``.
         self.caught_up = False
         #: The lag of the last refresh, by partition; partitions of unknown end left out.
         self.latest: dict[TopicPartition, int] = {}
 
     def follow(self, consumer: AIOKafkaConsumer) -> None:
-        """Report on ``consumer`` from now on (a new session's consumer replaces the last)."""
-        self._consumer = consumer
+        """Report on ``consumer`` from now on, beside the others still running."""
+        self._consumers = [c for c in self._consumers if c._closed is False and c is not consumer]
+        self._consumers.append(consumer)
         self.caught_up = False
+
+    def unfollow(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop reporting on ``consumer`` (it stopped, or its partitions went elsewhere)."""
+        self._consumers = [c for c in self._consumers if c is not consumer]
 
     async def refresh(self, timeout_s: float = 2.0) -> dict[TopicPartition, int]:
         """Read the lag of every assigned partition now; a stopped consumer has none."""
         lags: dict[TopicPartition, int] = {}
-        complete = False
-        consumer = self._consumer
-        if consumer is not None and consumer._closed is False:
+        complete = bool(self._consumers)
+        for consumer in list(self._consumers):
+            if consumer._closed is not False:
+                continue
+            read: dict[TopicPartition, int] = {}
+            whole = False
             with contextlib.suppress(Exception):  # stopped meanwhile, or reassigned: none
-                lags, complete = await asyncio.wait_for(_read(consumer), timeout_s)
+                read, whole = await asyncio.wait_for(_read(consumer), timeout_s)
+            lags.update(read)
+            complete = complete and whole
         self.latest = lags
         if complete and lags and not any(lags.values()):
             self.caught_up = True

@@ -61,9 +61,14 @@ class ServiceMetrics:
         )  # fmt: skip
 
     def follow(self, consumer: AIOKafkaConsumer) -> None:
-        """Report the lag of ``consumer`` (a new session's replaces the last)."""
+        """Report the lag of ``consumer`` too (a new session's consumer, or another shard's)."""
         if self.lag is not None:
             self.lag.follow(consumer)
+
+    def unfollow(self, consumer: AIOKafkaConsumer) -> None:
+        """No longer report ``consumer``: it stopped."""
+        if self.lag is not None:
+            self.lag.unfollow(consumer)
 
     async def readiness(self) -> Readiness:
         """Bring the values read on demand up to date (lag, …) and judge readiness."""
@@ -113,7 +118,6 @@ class FanoutMetrics(ServiceMetrics):
         ready: Callable[[], bool],
         partners: Iterable[str] = (),
         reasons: Iterable[str] = DENIAL_RULES,
-        audit_head: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(ready=ready, consumer="fanout")
         self._names = names
@@ -139,18 +143,21 @@ class FanoutMetrics(ServiceMetrics):
             "Time to write and commit one fan-out transaction (committed ones).",
             buckets=TRANSACTION_BUCKETS, registry=r,
         )  # fmt: skip
-        head = prom.Gauge(
+        self.audit_head = prom.Gauge(
             "bus_audit_head", "Index of the next record of an audit hash chain: its length.",
             ["chain"], registry=r,
         )  # fmt: skip
-        if audit_head is not None:
-            head.labels(names.audit).set_function(audit_head)
         # Every known label at zero, so that a rate() has a series from the start.
         for partner in partners:
             self.copies.labels(partner)
             self.notices.labels(partner)
         for reason in reasons:
             self.denials.labels(reason)
+
+    def chain_head(self, shard: int, next_index: int) -> None:
+        """The head of a shard's audit chain (``bus.audit`` partition ``shard``), labelled
+        ``<audit topic>/<shard>``."""
+        self.audit_head.labels(f"{self._names.audit}/{shard}").set(next_index)
 
     def committed(self, topics: Iterable[str], counts: RoutingCounts, *, seconds: float) -> None:
         """Count one committed transaction: its ingress records' topics and what they became."""

@@ -30,7 +30,7 @@ class OpsSettings(BaseSettings):
 
     #: The address every service's operator endpoint listens on (loopback unless opened up).
     metrics_host: str = "127.0.0.1"
-    #: ``bus fanout run``; instance ``i`` of ``--instances n`` takes this port plus ``i``.
+    #: ``bus fanout run``; a second instance on one machine needs ``--metrics-port`` of its own.
     fanout_metrics_port: int = Field(default=FANOUT_METRICS_PORT, ge=0, lt=65536)
     #: ``bus index run`` (its lookup API keeps ``BUS_LOOKUP_HTTP_PORT``).
     index_metrics_port: int = Field(default=INDEX_METRICS_PORT, ge=0, lt=65536)

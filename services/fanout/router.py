@@ -1,9 +1,10 @@
 """Routing one ingress record: verify, identify, apply the rules, and say what to write.
 
 No Kafka here: ``Router.route`` turns one consumed record into the records one transaction must
-write for it (partner copies, withdrawal notices, audit records, the state record, or a dead
-letter), each tagged with what it is for, so that the transaction can tell which alert a
-refused write belongs to.
+write for it (partner copies, withdrawal notices, its one audit record with every decision, the
+state record, or a dead letter), each tagged with what it is for, so that the transaction can
+tell which alert a refused write belongs to. What repeats from alert to alert (the decisions for
+one shape of alert, their audit entries, an inbox's name) is worked out once.
 
 Alert identity is (origin, alert id). A follow-up (UPDATE or CANCEL) follows up only alerts of
 its own origin: one that references an alert only another origin published is refused to
@@ -22,14 +23,14 @@ from typing import Any
 from aiokafka import ConsumerRecord
 
 from bus.agreements import Agreements
-from bus.audit import AuditChain
+from bus.audit import AuditChain, canonical_value
 from bus.codec import AlertCodec
 from bus.dlq import DeadLetter
 from bus.envelope import H_SIGNATURE, ReceivedAlert, RecordError, notice_headers, open_record
 from bus.errors import PolicyError
 from bus.keys import KeyRing, Signer
 from bus.models import Alert, MessageType, WithdrawalNotice
-from bus.policy import Decision, decide
+from bus.policy import Decider, Decision
 from bus.redact import partner_copy
 from bus.topics import TopicNames
 from services.fanout.state import Routed, state_key, state_value
@@ -70,6 +71,20 @@ _BY_LABEL = ("copies_to", "notices_to", "denied_by", "dead_letters_by")
 _TOTALS = tuple(name for name in Counts.__dataclass_fields__ if name not in _BY_LABEL)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What the decisions for one shape of alert turn into, but for the alert's own bytes."""
+
+    decisions: list[Decision]  # held, so that its id is not reused while the plan is kept
+    actions: tuple[Decision, ...]  # copies and notices, in partner order
+    delivered: tuple[str, ...]
+    noticed: tuple[str, ...]
+    denied: int
+    expired: int
+    denied_by: tuple[tuple[str, int], ...]  # (rule, how many), for the metrics
+    entries: dict[str, bytes]  # the audit's ``decisions``, canonical JSON
+
+
 @dataclass
 class Routing:
     """What one ingress record turned into."""
@@ -92,6 +107,10 @@ class Router:
         self.keyring = keyring
         self.hub = hub
         self.names = names
+        self.decider = Decider(agreements)
+        self._inboxes = {pid: names.inbox(pid) for pid in agreements.partners}
+        #: By the id of a list of decisions (``Decider`` repeats them): what it turns into.
+        self._plans: dict[int, _Plan] = {}
 
     def route(
         self,
@@ -101,13 +120,15 @@ class Router:
         *,
         now: datetime,
         undeliverable: Mapping[str, str] | None = None,
+        counts: Counts | None = None,
     ) -> Routing:
         """The outputs for ``record``; ``routed`` (a batch overlay) and ``chain`` move on.
 
         ``undeliverable`` maps partners whose inbox refused this alert's copy for good to the
         reason: they get no copy, the audit says ``failed`` and the alert is dead-lettered.
+        ``counts``, when given, is added to (a batch's) rather than a new one started.
         """
-        out = Routing()
+        out = Routing(counts=counts if counts is not None else Counts())
         source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         try:
             received = open_record(
@@ -134,7 +155,7 @@ class Router:
         if routed.recipients(origin, alert_id) is not None:
             out.counts.duplicates += 1
             reason = "this alert (origin and id) was routed before; not delivered again"
-            out.outputs.append(self._audit(chain, base, None, "duplicate", reason))
+            out.outputs.append(self._audit(chain, base, [_entry(None, "duplicate", reason)]))
             return out
 
         held: dict[str, list[str]] = {}  # partner → the referenced alerts it received
@@ -152,6 +173,7 @@ class Router:
                     unknown.append(ref)
         if foreign:
             return self._refuse(record, chain, base, foreign, out)
+        unrouted = ""
         if unknown:
             base["references_unknown"] = unknown
             unrouted = (
@@ -159,55 +181,51 @@ class Router:
             )
 
         out.counts.alerts += 1
-        decisions = decide(alert, self.agreements, referenced_recipients=frozenset(held), now=now)
+        decisions = self.decider.decide(alert, referenced_recipients=frozenset(held), now=now)
+        plan = self._plan(decisions)
         copies: dict[tuple[str, ...], tuple[bytes, list[tuple[str, bytes]]]] = {}
-        delivered: list[str] = []
-        noticed: list[str] = []
         failed = undeliverable or {}
         gave_up: list[str] = []
-        for decision in decisions:
-            pid, inbox = decision.partner_id, self.names.inbox(decision.partner_id)
-            outcome, reason, where = decision.outcome, decision.reason, None
-            if decision.deliver and pid in failed:
-                outcome, reason = "failed", f"{failed[pid]}; the copy was not delivered"
-                gave_up.append(pid)
-                out.counts.failed += 1
-            elif decision.deliver:
+        outputs, counts = out.outputs, out.counts
+        for decision in plan.actions:
+            pid = decision.partner_id
+            if decision.deliver:
+                if pid in failed:
+                    gave_up.append(pid)
+                    continue
                 value, headers = self._copy(received, decision, copies)
-                out.outputs.append(Output(inbox, record.key, value, headers, partner=pid))
-                delivered.append(pid)
-                where = inbox
-                out.counts.delivered += 1
-                out.counts.copies_to[pid] += 1
-            elif decision.notice:
+                outputs.append(Output(self._inboxes[pid], record.key, value, headers, pid))
+            else:
                 notice = WithdrawalNotice.for_partner(
                     alert, partner_id=pid, alert_ids=held[pid], now=now
                 )
                 value = self.codec.encode_notice(notice)
                 key = str(notice.alert_ids[0]).encode()
-                out.outputs.append(
-                    Output(inbox, key, value, notice_headers(notice, self.hub.sign(value)), pid)
-                )
-                noticed.append(pid)
-                where = inbox
-                out.counts.notices += 1
-                out.counts.notices_to[pid] += 1
-            elif decision.expired:
-                out.counts.expired += 1
-                out.counts.denied_by["expired"] += 1
-            else:
-                out.counts.denied += 1
-                out.counts.denied_by[decision.rule] += 1
-            if unknown and outcome != "failed":
-                reason += f" ({unrouted})"
-            out.outputs.append(self._audit(
-                chain, base, pid, outcome, reason, decision.agreement_ids,
-                decision.redact if outcome == "delivered" else (), where,
-            ))  # fmt: skip
+                headers = notice_headers(notice, self.hub.sign(value))
+                outputs.append(Output(self._inboxes[pid], key, value, headers, pid))
+        counts.delivered += len(plan.delivered) - len(gave_up)
+        counts.notices += len(plan.noticed)
+        counts.denied += plan.denied
+        counts.expired += plan.expired
+        counts.failed += len(gave_up)
+        counts.copies_to.update(plan.delivered)
+        if gave_up:
+            counts.copies_to.subtract(gave_up)
+        counts.notices_to.update(plan.noticed)
+        for rule, n in plan.denied_by:
+            counts.denied_by[rule] += n
+        delivered = plan.delivered
+        if gave_up or unknown:
+            # The uncommon case: the audit entries differ from the shape's.
+            entries = [self._entry_for(d, failed, unrouted) for d in decisions]
+            outputs.append(self._audit(chain, base, entries))
+            delivered = tuple(pid for pid in delivered if pid not in failed)
+        else:
+            outputs.append(self._audit(chain, base, encoded=plan.entries))
         routed.add(origin, alert_id, delivered)
-        out.outputs.append(Output(
+        outputs.append(Output(
             self.names.fanout_state, state_key(origin, alert_id),
-            state_value(origin, alert_id, received.alert_type, delivered, noticed), [],
+            state_value(origin, alert_id, received.alert_type, delivered, plan.noticed), [],
         ))  # fmt: skip
         if gave_up:
             reasons = "; ".join(f"{pid}: {failed[pid]}" for pid in gave_up)
@@ -236,7 +254,7 @@ class Router:
         out.counts.dead_lettered += 1
         out.counts.dead_letters_by[STAGE_POLICY] += 1
         out.outputs.append(self._dead_letter(record, PolicyError(reason), STAGE_POLICY))
-        out.outputs.append(self._audit(chain, base, None, "refused", reason))
+        out.outputs.append(self._audit(chain, base, [_entry(None, "refused", reason)]))
         return out
 
     def _copy(
@@ -255,17 +273,57 @@ class Router:
             cached = copies[decision.redact] = (copy.value, copy.headers)
         return cached
 
+    def _plan(self, decisions: list[Decision]) -> _Plan:
+        """What this list of decisions turns into, worked out once: ``Decider`` hands out the
+        same list for every alert of one shape."""
+        plan = self._plans.get(id(decisions))
+        if plan is not None and plan.decisions is decisions:
+            return plan
+        if len(self._plans) >= 4096:
+            self._plans.clear()
+        entries = [self._entry_for(d, {}, "") for d in decisions]
+        plan = self._plans[id(decisions)] = _Plan(
+            decisions=decisions,
+            actions=tuple(d for d in decisions if d.deliver or d.notice),
+            delivered=tuple(sorted(d.partner_id for d in decisions if d.deliver)),
+            noticed=tuple(sorted(d.partner_id for d in decisions if d.notice)),
+            denied=sum(1 for d in decisions if d.outcome == "denied"),
+            expired=sum(1 for d in decisions if d.expired),
+            denied_by=tuple(Counter(
+                d.rule for d in decisions if not (d.deliver or d.notice)
+            ).items()),
+            entries={"decisions": canonical_value(entries)},
+        )  # fmt: skip
+        return plan
+
+    def _entry_for(
+        self, decision: Decision, failed: Mapping[str, str], unrouted: str
+    ) -> dict[str, Any]:
+        """A decision as the audit lists it: ``failed`` when the partner's inbox refused the
+        copy for good, and naming the unknown references of a follow-up."""
+        pid, outcome = decision.partner_id, decision.outcome
+        if decision.deliver and pid in failed:
+            reason = f"{failed[pid]}; the copy was not delivered"
+            return _entry(pid, "failed", reason, decision.agreement_ids)
+        reason = f"{decision.reason} ({unrouted})" if unrouted else decision.reason
+        return _entry(
+            pid, outcome, reason, decision.agreement_ids,
+            decision.redact if outcome == "delivered" else (),
+            self._inboxes[pid] if outcome in ("delivered", "notice") else None,
+        )  # fmt: skip
+
     def _audit(
-        self, chain: AuditChain, base: dict[str, Any], partner: str | None, decision: str,
-        reason: str, agreements: Iterable[str] = (), redacted: Iterable[str] = (),
-        inbox: str | None = None,
+        self, chain: AuditChain, base: dict[str, Any],
+        decisions: list[dict[str, Any]] | None = None, *, encoded: dict[str, bytes] | None = None,
     ) -> Output:  # fmt: skip
-        value = chain.append_json({
-            **base, "partner": partner, "decision": decision, "reason": reason,
-            "agreements": list(agreements), "redacted": list(redacted), "inbox": inbox,
-            "decided_at": datetime.now(UTC).isoformat(),
-        })  # fmt: skip
-        return Output(self.names.audit, base["alert_id"].encode(), value, [])
+        """The alert's one audit record: every decision for it, in one link of the chain
+        (``decisions``, or already encoded in ``encoded``)."""
+        body = {**base, "decided_at": datetime.now(UTC).isoformat()}
+        if encoded is None:
+            body["decisions"] = decisions or []
+        value = chain.append_json(body, encoded=encoded)
+        return Output(self.names.audit, base["alert_id"].encode(), value, [],
+                      partition=chain.chain or 0)  # fmt: skip
 
     def _dead_letter(self, record: ConsumerRecord, error: Exception, stage: str) -> Output:
         letter = DeadLetter(
@@ -274,3 +332,13 @@ class Router:
             error=error, stage=stage, source=SOURCE,
         )  # fmt: skip
         return Output(self.names.dlq, record.key, record.value, letter.kafka_headers())
+
+
+def _entry(
+    partner: str | None, decision: str, reason: str, agreements: Iterable[str] = (),
+    redacted: Iterable[str] = (), inbox: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "partner": partner, "decision": decision, "reason": reason,
+        "agreements": list(agreements), "redacted": list(redacted), "inbox": inbox,
+    }  # fmt: skip

@@ -4,42 +4,42 @@
         await fanout.run()          # until stop(); survives broker restarts on its own
 
 For each batch read from ``ingress.*`` (``read_committed``), one Kafka transaction holds the
-partner copies and withdrawal notices (``partner.<id>.inbox``), one audit record per decision
-(``bus.audit``), the delivery state (``bus.fanout.state``), dead letters (``bus.dlq``) and the
-input offsets. Either all of it commits or none of it does, and it commits only once Kafka has
-acknowledged every record of it (``services.fanout.transaction``).
+partner copies and withdrawal notices (``partner.<id>.inbox``), one audit record per alert with
+every decision for it (``bus.audit``), the delivery state (``bus.fanout.state``), dead letters
+(``bus.dlq``) and the input offsets. Either all of it commits or none of it does, and it commits
+only once Kafka has acknowledged every record of it (``services.fanout.transaction``).
 
 A batch Kafka refuses is aborted and read again in a new session, the suspect alerts each in a
 transaction of their own; an alert whose copy a partner's inbox refuses for good (too large, not
 authorised, …) is retried ``max_attempts`` times, then routed without that copy: the audit says
 ``failed`` for that partner and the alert goes to ``bus.dlq`` with the reason.
 
-Fencing: aiokafka lacks KIP-447, so the fan-out does not use consumer-group rebalancing. One
-instance owns every ingress partition by fixed assignment and uses one transactional id; a
-restarted instance (or a zombie's successor) with the same id fences the old one and aborts its
-open transaction, then restores its state from what was committed. Running more instances means
-giving each its own ``--instance`` and a disjoint share of partitions (``--instances N``).
+Scale-out: the work is cut into S shards, one per partition of ``bus.fanout.shards`` (and of
+``bus.audit``, which holds one chain per shard). Every instance joins the consumer group
+``bus-fanout-shards`` on that topic (membership only: nothing is ever written there) and runs
+the shards whose partitions the group assigns it (``services.fanout.shard``), so instances come
+and go with no hand-kept list. On a rebalance an instance stops its shards cleanly before it
+lets them go; a successor's transactional producer fences a frozen instance's late writes.
+aiokafka lacks KIP-447, so the ingress is read by fixed assignment, shard by shard, with the
+offsets committed in each shard's transactions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from bus.admin import FANOUT_GROUP
+from bus.admin import FANOUT_GROUP, FANOUT_SHARDS_GROUP
 from bus.agreements import Agreements, load_agreements
-from bus.audit import AuditChain
 from bus.codec import AlertCodec
 from bus.errors import BusError, KafkaError
-from bus.kafka import Admin, bounded, make_consumer, make_producer, stop_client, topic_partitions
+from bus.kafka import bounded, make_consumer, stop_client, topic_partitions
 from bus.keys import HUB_KEY_ID, KeyRing, Signer
 from bus.logs import get_logger
 from bus.models import Alert
@@ -47,11 +47,8 @@ from bus.ops.metrics import FanoutMetrics
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from services.fanout.router import Counts, Router
+from services.fanout.shard import ShardWorker
 from services.fanout.state import Restorer, Routed
-from services.fanout.transaction import DeliveryFailed, Output, commit
-
-#: Where an ingress record sits: (topic, partition, offset).
-Position = tuple[str, int, int]
 
 
 @dataclass
@@ -59,20 +56,24 @@ class FanoutStats(Counts):
     transactions: int = 0
     aborted: int = 0
     restarts: int = 0
-    #: Records of ``bus.fanout.state`` and ``bus.audit`` skipped at the last start (malformed).
+    #: Sessions that ended because another instance took the shard over (or Kafka timed out
+    #: the shard's transaction).
+    fenced: int = 0
+    #: Shards this instance took on, over all rebalances.
+    shards_taken: int = 0
+    #: Records of ``bus.fanout.state`` and ``bus.audit`` skipped at restores (malformed).
     state_malformed: int = 0
 
 
 class FanoutService:
-    """Routes ingress alerts to partner inboxes in Kafka transactions."""
+    """Routes ingress alerts to partner inboxes in Kafka transactions, for the shards the
+    ``bus-fanout-shards`` group gives this instance."""
 
     def __init__(
         self,
         settings: BusSettings,
         *,
         agreements: Agreements | None = None,
-        instance: int = 0,
-        instances: int = 1,
         max_batch: int = 500,
         poll_timeout_ms: int = 50,
         topic_refresh_s: float = 30.0,
@@ -83,8 +84,6 @@ class FanoutService:
         """``clock`` says when an alert counts as routed, for its expiry: the wall clock unless
         given. Only a replay of history sets it (the demo routes its 2014 and 2018 samples as of
         the moment each was issued); no setting or command-line option exposes it."""
-        if not 0 <= instance < instances:
-            raise BusError(f"--instance must be in 0..{instances - 1}, got {instance}")
         self.settings = settings
         self.names = settings.topics
         registry = SchemaRegistry.load(settings.schemas_dir)
@@ -94,30 +93,29 @@ class FanoutService:
             keyring=KeyRing(settings.keys_dir), hub=Signer.load(settings.keys_dir, HUB_KEY_ID),
             names=self.names, clock=clock,
         )  # fmt: skip
-        self.instance, self.instances = instance, instances
         self.group_id = f"{settings.topic_prefix}{FANOUT_GROUP}"
-        self.transactional_id = f"{settings.topic_prefix}bus-fanout-{instance}"
+        self.shards_group_id = f"{settings.topic_prefix}{FANOUT_SHARDS_GROUP}"
         self.stats = FanoutStats()
-        self._max_batch = max_batch
-        self._poll_timeout_ms = poll_timeout_ms
-        self._topic_refresh_s = topic_refresh_s
-        self._stall_s = stall_s
-        self._max_attempts = max_attempts
+        self.max_batch = max_batch
+        self.poll_timeout_ms = poll_timeout_ms
+        self.topic_refresh_s = topic_refresh_s
+        self.stall_s = stall_s
+        self.max_attempts = max_attempts
+        self.log = get_logger("fanout")
+        #: Who received what, shared by this instance's shards; restored from Kafka.
+        self.routed = Routed()
         self._stopping = asyncio.Event()
-        self._ready = asyncio.Event()
-        # Committed state, rebuilt from Kafka at every (re)start of a session.
-        self._routed = Routed()
-        self._chain = AuditChain()
-        self._partitions: dict[str, list[int]] = {}
-        # Refused writes, kept across sessions: alerts to route alone, and for how long.
-        self._suspects: set[Position] = set()
-        self._attempts: dict[Position, dict[str, str]] = {}
-        self._tries: dict[Position, int] = {}
-        self._refused_in_row = 0
-        self.metrics = FanoutMetrics(self.names, ready=self._ready.is_set,
-                                     partners=self.agreements.partners,
-                                     audit_head=lambda: self._chain.next_index)  # fmt: skip
-        self._log = get_logger("fanout", instance=instance)
+        self._changed = asyncio.Event()
+        self._members: AIOKafkaConsumer | None = None  # the membership consumer, in a session
+        self._shards = 0
+        self._owned: set[int] | None = None  # None until the group first assigned shards
+        self._workers: dict[int, tuple[ShardWorker, asyncio.Task[None]]] = {}
+        self._restore: tuple[float, asyncio.Task[Routed]] | None = None
+        self._started: dict[int, float] = {}  # when each shard's worker last started
+        #: State and audit records that did not parse, each reported once.
+        self.malformed: set[tuple[str, int, int]] = set()
+        self.metrics = FanoutMetrics(self.names, ready=self._is_ready,
+                                     partners=self.agreements.partners)  # fmt: skip
 
     async def __aenter__(self) -> FanoutService:
         return self
@@ -128,256 +126,195 @@ class FanoutService:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def wait_ready(self, timeout_s: float = 60) -> None:
-        """Wait until the service has restored its state and is consuming."""
-        await asyncio.wait_for(self._ready.wait(), timeout_s)
+    @property
+    def shards(self) -> list[int]:
+        """The shards this instance runs now."""
+        return sorted(self._workers)
 
-    # -- supervision ---------------------------------------------------------------------------
+    async def wait_ready(self, timeout_s: float = 60) -> None:
+        """Wait until the group gave this instance its shards and each of them is consuming."""
+
+        async def ready() -> None:
+            while not self._is_ready():
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(ready(), timeout_s)
+
+    def _is_ready(self) -> bool:
+        return self._owned is not None and all(
+            shard in self._workers and self._workers[shard][0].ready.is_set()
+            for shard in self._owned
+        )
+
+    def readiness_changed(self) -> None:
+        if self._is_ready():
+            self.log.info("fanout_ready", shards=self.shards, of=self._shards,
+                          alerts_known=len(self.routed))  # fmt: skip
+        self._changed.set()
+
+    # -- membership ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Route until ``stop()``; on a broker failure, back off, restore and carry on."""
+        """Route until ``stop()``; on a broker failure, back off, rejoin and carry on."""
         backoff_s = 0.5
         while not self._stopping.is_set():
             try:
-                await self._session()
+                await self._membership()
                 backoff_s = 0.5
-            except DeliveryFailed as exc:
-                # Not the broker's health: read the batch again soon, suspects alone; a refusal
-                # that keeps coming back (one of the bus's own topics) is paced like a failure.
-                self.stats.aborted += 1
-                self.stats.restarts += 1
-                self._refused_in_row += 1
-                pause_s = min(0.05 * 2**self._refused_in_row, 10.0)
-                self._log.warning("fanout_transaction_refused", error=str(exc), retry_in_s=pause_s)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), pause_s)
             except Exception as exc:
-                # Our own wrappers raise KafkaError; aiokafka raises its own errors elsewhere.
                 if not (isinstance(exc, KafkaError | OSError) or _from_aiokafka(exc)):
                     raise
                 self.stats.restarts += 1
-                self._log.warning("fanout_session_failed", error_class=type(exc).__name__,
-                                  error=str(exc), retry_in_s=backoff_s)  # fmt: skip
+                self.log.warning("fanout_membership_failed", error_class=type(exc).__name__,
+                                 error=str(exc), retry_in_s=backoff_s)  # fmt: skip
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff_s)
                 backoff_s = min(backoff_s * 2, 10.0)
 
-    async def _session(self) -> None:
+    async def _membership(self) -> None:
         s = self.settings
-        producer = make_producer(s, transactional_id=self.transactional_id, client_suffix="fanout")
-        consumer: AIOKafkaConsumer | None = None
+        consumer = make_consumer(s, group_id=self.shards_group_id, client_suffix="fanout-members")
         try:
-            # Starting the transactional producer fences any older instance with the same id and
-            # aborts its open transaction, so what we restore below is final.
-            clock = asyncio.get_running_loop().time
-            started = clock()
-            await bounded(producer.start(), s.connect_timeout_ms, "Starting the fan-out producer")
-            await self._restore()
-            await self._warm_up(producer)
-            self._log.info("fanout_restored", transactional_id=self.transactional_id,
-                           alerts_known=len(self._routed),
-                           audit_next_index=self._chain.next_index,
-                           state_malformed=self.stats.state_malformed,
-                           took_s=round(clock() - started, 3))  # fmt: skip
-            consumer = make_consumer(s, group_id=self.group_id, client_suffix="fanout")
-            await bounded(consumer.start(), s.connect_timeout_ms, "Starting the fan-out consumer")
-            assigned = await self._assign(consumer, set())
-            self.metrics.follow(consumer)
-            self._ready.set()
-            self._log.info("fanout_ready", partitions=len(assigned), alerts_known=len(self._routed))
-            loop = asyncio.get_running_loop()
-            next_refresh = last_progress = loop.time() + self._topic_refresh_s
+            await bounded(consumer.start(), s.connect_timeout_ms, "Starting the fan-out")
+            self._shards = await self._shard_count(consumer)
+            consumer.subscribe([self.names.fanout_shards], listener=_Listener(self, consumer))
+            self._members = consumer
+            self.log.info("fanout_joining", shards=self._shards, group=self.shards_group_id)
             while not self._stopping.is_set():
-                if loop.time() >= next_refresh:
-                    assigned = await self._assign(consumer, assigned)
-                    next_refresh = loop.time() + self._topic_refresh_s
-                    if loop.time() - last_progress > self._stall_s:
-                        await self._check_not_stalled(consumer, assigned)
-                        last_progress = loop.time()
-                if not assigned:
-                    await asyncio.sleep(self._poll_timeout_ms / 1000)
-                    continue
-                batch = await bounded(
-                    consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch),
-                    s.request_timeout_ms + self._poll_timeout_ms, "Reading ingress",
-                    timeout_error=KafkaError,
-                )  # fmt: skip
-                if batch:
-                    await self._process(producer, batch)
-                    last_progress = loop.time()
+                # Nothing is ever written to the shards topic: polling keeps us in the group.
+                # A rebalance waits in here while our shards finish their transactions.
+                await bounded(consumer.getmany(timeout_ms=200),
+                              s.publish_timeout_ms + 2 * s.request_timeout_ms,
+                              "Polling the fan-out shards group",
+                              timeout_error=KafkaError)  # fmt: skip
+                self._check_workers()
         finally:
-            self._ready.clear()
-            for client in (consumer, producer):
-                if client is not None:
-                    problem = await stop_client(client, s.request_timeout_ms)
-                    if problem:
-                        self._log.warning("client_stop_failed", error=problem)
+            await self._release(set(self._workers))
+            self._members = None
+            self._owned = None
+            problem = await stop_client(consumer, s.request_timeout_ms)
+            if problem:
+                self.log.warning("client_stop_failed", error=problem)
 
-    async def _warm_up(self, producer: AIOKafkaProducer) -> None:
-        """Learn every output topic's partitions now, in one go, not topic by topic mid-batch."""
-        topics = [self.names.inbox(p) for p in self.agreements.partners]
-        topics += [self.names.audit, self.names.fanout_state, self.names.dlq]
-        found = await bounded(
-            asyncio.gather(*(producer.partitions_for(t) for t in topics)),
-            self.settings.request_timeout_ms,
-            "Reading the partitions of the output topics (a missing partner inbox? run "
-            "`bus topics apply`)",
-            timeout_error=KafkaError,
-        )  # fmt: skip
-        self._partitions = {t: sorted(ps) for t, ps in zip(topics, found, strict=True)}
-
-    async def _check_not_stalled(
-        self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
-    ) -> None:
-        """Raise when records wait on a partition but nothing has arrived for a while.
-
-        aiokafka's consumer reconnects by itself after a broker restart, but has been seen to
-        stop fetching for manually assigned partitions; a fresh session fixes that.
-        """
-        ends = await bounded(
-            consumer.end_offsets(sorted(assigned)), self.settings.request_timeout_ms,
-            "Reading ingress end offsets", timeout_error=KafkaError,
-        )  # fmt: skip
-        behind = [tp for tp in assigned if await consumer.position(tp) < ends[tp]]
-        if behind:
-            raise KafkaError(
-                f"The ingress consumer has fetched nothing for {self._stall_s:.0f} s while "
-                f"{len(behind)} partition(s) hold unread records; starting a new session"
-            )
-
-    async def _restore(self) -> None:
-        restorer = Restorer(self.settings, self._log)
-        self._routed = await restorer.routed()
-        self._chain = await restorer.chain()
-        self.stats.state_malformed = len(restorer.malformed)
-
-    async def _assign(
-        self, consumer: AIOKafkaConsumer, current: set[TopicPartition]
-    ) -> set[TopicPartition]:
+    async def _shard_count(self, consumer: AIOKafkaConsumer) -> int:
+        """S, the partitions of ``bus.fanout.shards``; refuse an audit topic that does not
+        have one partition, one chain, per shard."""
         layout = await topic_partitions(consumer, self.settings.request_timeout_ms)
-        wanted = {
-            TopicPartition(t, p)
-            for t, partitions in layout.items() if self.names.parse_ingress(t) is not None
-            for p in partitions
-            if zlib.crc32(f"{t}:{p}".encode()) % self.instances == self.instance
-        }  # fmt: skip
-        if wanted == current:
-            return current
-        consumer.assign(sorted(wanted))
-        new = wanted - current
-        if new:
-            async with Admin(self.settings) as admin:
-                committed = await admin.committed_offsets(self.group_id)
-            fresh = [tp for tp in new if tp not in committed]
-            for tp in new - set(fresh):
-                consumer.seek(tp, committed[tp])
-            if fresh:
-                await consumer.seek_to_beginning(*fresh)
-        self._log.info("fanout_assigned", partitions=len(wanted), new=len(wanted - current))
-        return wanted
-
-    # -- one batch, one or more transactions -----------------------------------------------
-
-    async def _process(
-        self, producer: AIOKafkaProducer, batch: dict[TopicPartition, list[ConsumerRecord]]
-    ) -> None:
-        """Route a fetched batch: one transaction, and one of its own for each suspect alert."""
-        group: list[ConsumerRecord] = []
-        for records in batch.values():
-            for record in records:
-                if _position(record) in self._suspects:
-                    await self._transact(producer, group)
-                    await self._transact(producer, [record])
-                    group = []
-                else:
-                    group.append(record)
-        await self._transact(producer, group)
-
-    async def _transact(self, producer: AIOKafkaProducer, records: list[ConsumerRecord]) -> None:
-        if not records:
-            return
-        routed = self._routed.overlay()
-        chain = self._chain.copy()
-        now = datetime.now(UTC)
-        outputs: list[Output] = []
-        ends: list[int] = []  # where each record's outputs end, to find whose a refusal was
-        offsets: dict[TopicPartition, int] = {}
-        counts = Counts()
-        for record in records:
-            routing = self.router.route(
-                record, routed, chain, now=now, undeliverable=self._given_up(record)
+        shards_topic, audit = self.names.fanout_shards, self.names.audit
+        shards = len(layout.get(shards_topic, ()))
+        if not shards:
+            raise BusError(
+                f"The topic {shards_topic} is missing: the fan-out's instances share their shards "
+                "through it. Run `bus topics apply`."
             )
-            outputs += routing.outputs
-            ends.append(len(outputs))
-            counts.add(routing.counts)
-            offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-        started = time.perf_counter()
+        chains = len(layout.get(audit, ()))
+        if chains != shards:
+            raise BusError(
+                f"{audit} has {chains} partition(s) but {shards_topic} has {shards}: each of the "
+                f"{shards} shards keeps its audit chain in its own partition of {audit}. Give "
+                f"{audit} {shards} partitions (kafka-topics.sh --alter --topic {audit} "
+                f"--partitions {shards}; its partition 0 keeps the chain it has), or delete "
+                f"{shards_topic} and recreate it with {chains} partition(s)."
+            )
+        return shards
+
+    def _check_workers(self) -> None:
+        """A shard that ended on an error that is not Kafka's ends the service with it. One
+        that ended because the group did not confirm it (a rebalance under way) is started
+        again, at most once a second, while the group's last word still gives it to us: it
+        asks the group again before it does anything."""
+        for shard, (_, task) in list(self._workers.items()):
+            if task.done():
+                del self._workers[shard]
+                if not task.cancelled() and (exc := task.exception()) is not None:
+                    raise exc
+        now = asyncio.get_running_loop().time()
+        for shard in sorted((self._owned or set()) - set(self._workers)):
+            if now - self._started.get(shard, 0.0) >= 1.0:
+                self._start_worker(shard)
+
+    def _start_worker(self, shard: int) -> None:
+        worker = ShardWorker(self, shard, self._shards)
+        self._workers[shard] = (worker, asyncio.create_task(worker.run()))
+        self._started[shard] = asyncio.get_running_loop().time()
+
+    async def owns(self, shard: int) -> bool:
+        """Whether the group still gives this instance ``shard``, as its coordinator says now.
+
+        A commit to the shards group succeeds only for a member of its current generation, so a
+        zombie that missed a rebalance learns it here, before it could fence its successor.
+        """
+        consumer = self._members
+        if consumer is None or self._owned is None or shard not in self._owned:
+            return False
+        tp = TopicPartition(self.names.fanout_shards, shard)
         try:
-            await commit(
-                producer, outputs, offsets, group_id=self.group_id, partitions=self._partitions,
-                timeout_ms=self.settings.publish_timeout_ms,
-                abort_timeout_ms=self.settings.request_timeout_ms,
-            )  # fmt: skip
-        except DeliveryFailed as exc:
-            owners = [records[bisect.bisect_right(ends, i)] for i in range(len(outputs))]
-            self._blame(exc, outputs, owners, alone=len(records) == 1)
-            raise
-        # Only now, with the transaction committed, does the in-memory state move on.
-        self._routed.merge(routed)
-        self._chain = chain
-        self.stats.add(counts)
-        self.stats.transactions += 1
-        self.metrics.committed((r.topic for r in records), counts,
-                               seconds=time.perf_counter() - started)  # fmt: skip
-        self._refused_in_row = 0
-        for record in records:
-            position = _position(record)
-            self._suspects.discard(position)
-            self._attempts.pop(position, None)
-            self._tries.pop(position, None)
+            await bounded(consumer.commit({tp: 0}), self.settings.request_timeout_ms,
+                          "Confirming a fan-out shard", timeout_error=KafkaError)  # fmt: skip
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group has moved on without us (or is moving): the rebalance decides.
+            self.log.info("fanout_shard_unconfirmed", shard=shard, error=str(exc))
+            return False
+        # Any other failure (a broker away, a timeout) is raised: the shard backs off and asks
+        # again, rather than leave a shard it may still own unrouted.
+        return not self._stopping.is_set()
 
-    def _blame(
-        self, exc: DeliveryFailed, outputs: list[Output], owners: list[ConsumerRecord], alone: bool
-    ) -> None:
-        """Note which alerts a refused transaction held; count attempts of an alert alone."""
-        for refusal in exc.refusals:
-            for i in refusal.outputs:
-                position = _position(owners[i])
-                self._suspects.add(position)
-                partner = outputs[i].partner
-                if alone and partner is not None and refusal.permanent:
-                    self._attempts.setdefault(position, {})[partner] = (
-                        f"partner.{partner}.inbox refused the copy for good "
-                        f"({type(refusal.error).__name__}: {refusal.error})"
-                    )
-                elif not refusal.permanent or partner is None:
-                    self._log.error(
-                        "fanout_write_refused", topic=refusal.topic,
-                        error_class=type(refusal.error).__name__, error=str(refusal.error),
-                        ingress_topic=position[0], ingress_partition=position[1],
-                        ingress_offset=position[2],
-                    )  # fmt: skip
-        if alone and exc.refusals:
-            position = _position(owners[exc.refusals[0].outputs[0]])
-            self._tries[position] = self._tries.get(position, 0) + 1
+    def _take(self, shards: set[int]) -> None:
+        self._owned = set(shards)
+        for shard in sorted(shards - set(self._workers)):
+            self._start_worker(shard)
+            self.stats.shards_taken += 1
+        self.log.info("fanout_shards_assigned", shards=sorted(shards), of=self._shards)
+        self._changed.set()
 
-    def _given_up(self, record: ConsumerRecord) -> dict[str, str] | None:
-        """The partners whose copy of this alert is given up on, after ``max_attempts``."""
-        position = _position(record)
-        if self._tries.get(position, 0) < self._max_attempts:
-            return None
-        failed = self._attempts.get(position)
-        if failed:
-            self._log.error(
-                "fanout_copy_undeliverable", partners=sorted(failed),
-                attempts=self._tries[position], topic=position[0], partition=position[1],
-                offset=position[2],
-            )  # fmt: skip
-        return failed
+    async def _release(self, shards: set[int]) -> None:
+        """Stop these shards' workers: the transaction under way commits or aborts first."""
+        if self._owned is not None:
+            self._owned -= shards
+        stopping = [self._workers.pop(k) for k in sorted(shards) if k in self._workers]
+        for worker, _ in stopping:
+            worker.stop()
+        if stopping:
+            tasks = [task for _, task in stopping]
+            _, late = await asyncio.wait(tasks, timeout=self.settings.publish_timeout_ms / 1000)
+            for task in late:
+                task.cancel()  # an open transaction is aborted on the way out
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.log.info("fanout_shards_released", shards=sorted(w.shard for w, _ in stopping))
+        self._changed.set()
+
+    # -- state shared by the shards ----------------------------------------------------------
+
+    async def restore_routed(self, *, since: float) -> None:
+        """Fold ``bus.fanout.state`` into ``routed``, from a read begun after ``since``.
+
+        A shard calls it once its producer has fenced the shard's previous holder; shards that
+        start together share one read.
+        """
+        loop = asyncio.get_running_loop()
+        if self._restore is None or self._restore[0] < since:
+            restorer = Restorer(self.settings, self.log, self.malformed)
+            self._restore = (loop.time(), asyncio.create_task(restorer.routed()))
+        restored = await asyncio.shield(self._restore[1])
+        self.routed.merge(restored)
+        self.stats.state_malformed = len(self.malformed)
 
 
-def _position(record: ConsumerRecord) -> Position:
-    return (record.topic, record.partition, record.offset)
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Shards follow the group's assignment; a consumer of an ended session is not heard."""
+
+    def __init__(self, service: FanoutService, consumer: AIOKafkaConsumer) -> None:
+        self._service = service
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if self._service._members is self._consumer:
+            await self._service._release({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._service._members is self._consumer:
+            self._service._take({tp.partition for tp in assigned})
 
 
 def _from_aiokafka(exc: BaseException) -> bool:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bus.audit import AuditChain
+from bus.audit import AuditChain, chain_of
 from bus.kafka import ReadWindow, iter_records
 from bus.settings import BusSettings
 
@@ -92,10 +92,17 @@ def state_key(origin: str, alert_id: str) -> bytes:
 def state_value(
     origin: str, alert_id: str, alert_type: str, recipients: Iterable[str], notices: Iterable[str]
 ) -> bytes:
-    return json.dumps({
-        "origin": origin, "alert_id": alert_id, "alert_type": alert_type,
-        "recipients": sorted(recipients), "notices": sorted(notices),
-    }).encode()  # fmt: skip
+    """The state record's JSON, written directly: every part is a checked token (a country
+    code, a UUID, an alert type of the schemas, partner ids of the agreements) that needs no
+    escaping, and this runs once per alert."""
+    return (
+        f'{{"origin":"{origin}","alert_id":"{alert_id}","alert_type":"{alert_type}",'
+        f'"recipients":[{_quoted(recipients)}],"notices":[{_quoted(notices)}]}}'
+    ).encode()
+
+
+def _quoted(ids: Iterable[str]) -> str:
+    return ",".join(f'"{i}"' for i in sorted(ids))
 
 
 def parse_state(key: bytes | None, value: bytes | None) -> StateRecord | None:
@@ -133,8 +140,8 @@ def parse_state(key: bytes | None, value: bytes | None) -> StateRecord | None:
     return StateRecord(origin, alert_id, tuple(recipients))
 
 
-def parse_audit_head(value: bytes | None) -> Mapping[str, Any]:
-    """An audit record good enough to continue the chain after; ``StateError`` otherwise."""
+def parse_audit_head(value: bytes | None, chain: int = 0) -> Mapping[str, Any]:
+    """An audit record of ``chain`` good enough to continue it after; ``StateError`` otherwise."""
     try:
         record = json.loads(value or b"")
     except (UnicodeDecodeError, ValueError) as exc:
@@ -146,17 +153,22 @@ def parse_audit_head(value: bytes | None) -> Mapping[str, Any]:
         raise StateError(f"index {index!r} is not a non-negative integer")
     if not isinstance(digest, str) or not _HASH.fullmatch(digest):
         raise StateError("hash is not 64 hex digits")
+    if chain_of(record) != chain:
+        raise StateError(f"it names chain {record.get('chain')!r}, in chain {chain}'s partition")
     return record
 
 
 class Restorer:
     """Rebuilds ``Routed`` and the audit head from Kafka, reporting what cannot be trusted."""
 
-    def __init__(self, settings: BusSettings, log: Any) -> None:
+    def __init__(
+        self, settings: BusSettings, log: Any, malformed: set[tuple[str, int, int]] | None = None
+    ) -> None:
         self._settings = settings
         self._log = log
-        #: Records skipped because they did not parse, by (topic, partition, offset).
-        self.malformed: set[tuple[str, int, int]] = set()
+        #: Records skipped because they did not parse, by (topic, partition, offset); shared
+        #: by the restores of one service, so each is reported once.
+        self.malformed: set[tuple[str, int, int]] = set() if malformed is None else malformed
 
     def _report(self, record: Any, problem: StateError) -> None:
         where = (record.topic, record.partition, record.offset)
@@ -181,8 +193,9 @@ class Restorer:
                     routed.add(parsed.origin, parsed.alert_id, parsed.recipients)
         return routed
 
-    async def chain(self) -> AuditChain:
-        """The chain continued after the newest audit record that parses.
+    async def chain(self, shard: int) -> AuditChain:
+        """Chain ``shard`` (partition ``shard`` of the audit topic) continued after its newest
+        record that parses.
 
         The newest record sits before at least one transaction marker, and possibly behind
         aborted or malformed records: look further back until a good committed one shows up.
@@ -192,13 +205,14 @@ class Restorer:
             newest: Mapping[str, Any] | None = None
             window = ReadWindow()
             async for batch in iter_records(
-                self._settings, self._settings.topics.audit, from_offset_back=back, window=window
-            ):
+                self._settings, self._settings.topics.audit, from_offset_back=back, window=window,
+                partitions=[shard],
+            ):  # fmt: skip
                 for record in batch:
                     try:
-                        newest = parse_audit_head(record.value)
+                        newest = parse_audit_head(record.value, shard)
                     except StateError as problem:
                         self._report(record, problem)
             if newest is not None or window.from_start:
-                return AuditChain.resume(newest)
+                return AuditChain.resume(newest, chain=shard)
             back *= 64

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
@@ -26,15 +27,17 @@ from bus.kafka import bounded
 _PARTITIONER = DefaultPartitioner()
 
 
-@dataclass(frozen=True)
-class Output:
-    """One record to write; ``partner`` is set for a partner's copy or notice."""
+class Output(NamedTuple):
+    """One record to write; ``partner`` is set for a partner's copy or notice, ``partition``
+    for a record that must go to one partition (an audit chain's), whatever its key. A tuple:
+    a dozen are made for every alert."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
     partner: str | None = None
+    partition: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,12 +106,22 @@ async def _send_and_commit(
 ) -> None:
     batches: dict[tuple[str, int], tuple[Any, list[int]]] = {}
     sent: list[tuple[str, asyncio.Future[Any], list[int]]] = []
+    hashes: dict[bytes, int] = {}  # an alert's copies share its key: hash it once
     for i, output in enumerate(outputs):
         topic, key, value, headers = output.topic, output.key, output.value, output.headers
         known = partitions.get(topic)
         if known is None:
             known = partitions[topic] = sorted(await producer.partitions_for(topic))
-        partition = _PARTITIONER(key, known, known)
+        partition = output.partition
+        if partition is None:
+            if key is None:
+                partition = _PARTITIONER(key, known, known)
+            else:
+                # The producer's own choice (murmur2, as Kafka's Java client), key hashed once.
+                digest = hashes.get(key)
+                if digest is None:
+                    digest = hashes[key] = murmur2(key) & 0x7FFFFFFF
+                partition = known[digest % len(known)]
         batch, members = batches.get((topic, partition), (None, []))
         if batch is None:
             batch, members = producer.create_batch(), []
@@ -142,6 +155,33 @@ async def _send_and_commit(
         raise DeliveryFailed(refusals)
     await producer.send_offsets_to_transaction(offsets, group_id)
     await producer.commit_transaction()
+
+
+_M = 0x5BD1E995
+_WORDS: dict[int, struct.Struct] = {}
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of a key (``aiokafka.partitioner.murmur2``, which Kafka's Java client
+    uses too), reading four bytes at a time: twice as fast, and it runs for every alert."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = _WORDS.get(length)
+    if words is None:
+        words = _WORDS[length] = struct.Struct(f"<{length // 4}I")
+    for k in words.unpack_from(data):
+        k = (k * _M) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * _M) & 0xFFFFFFFF
+        h = ((h * _M) & 0xFFFFFFFF) ^ k
+    rest, tail = length & 3, length & ~3
+    if rest >= 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h = ((h ^ data[tail]) * _M) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * _M) & 0xFFFFFFFF
+    return h ^ (h >> 15)
 
 
 async def _transaction_failed(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from bus.agreements import Agreements, load_agreements
 from bus.codec import DecodedNotice
 from bus.envelope import header_map
 from bus.kafka import topic_partitions
-from bus.models import ALERT_TYPES, WithdrawalNotice
+from bus.models import ALERT_TYPES, MessageType, Tlp, WithdrawalNotice
 from bus.policy import decide
 from bus.redact import redact_alert
 from tests.conftest import REPO
@@ -44,8 +45,9 @@ async def fanout_topics(settings: BusSettings, agreements: Agreements) -> None:
         *(settings.topics.ingress(o, t) for o in origins for t in ALERT_TYPES),
         *(settings.topics.inbox(p) for p in agreements.partners),
         settings.topics.dlq, settings.topics.fanout_state,
+        # One audit chain per shard, one shard per partition of the shards topic.
+        settings.topics.audit, settings.topics.fanout_shards,
     )  # fmt: skip
-    await create_topics(settings, settings.topics.audit, partitions=1)
 
 
 def varied_alerts(
@@ -216,3 +218,49 @@ def check_inboxes(
 
 def load_example_agreements() -> Agreements:
     return load_agreements(AGREEMENTS, schemas=SchemaRegistry.load(REPO / "schemas"))
+
+
+def expected_notices(alerts: list[Alert], agreements: Agreements) -> dict[str, set[str]]:
+    """partner → the follow-ups it must get as a withdrawal notice, by the policy."""
+    notices: dict[str, set[str]] = defaultdict(set)
+    received: dict[tuple[str, str], set[str]] = defaultdict(set)
+    seen: set[tuple[str, str]] = set()
+    for alert in alerts:
+        aid = str(alert.alert_id)
+        if (alert.origin, aid) in seen:
+            continue
+        seen.add((alert.origin, aid))
+        refs = frozenset(
+            p for r in alert.header.references for p in received.get((alert.origin, str(r)), ())
+        )
+        for d in decide(alert, agreements, referenced_recipients=refs):
+            if d.deliver:
+                received[alert.origin, aid].add(d.partner_id)
+            elif d.notice:
+                notices[d.partner_id].add(aid)
+    return notices
+
+
+def follow_ups(originals: list[Alert], seed: int = 4) -> list[Alert]:
+    """An UPDATE or CANCEL of each original, at a random TLP, keyed as the contract says: with
+    the original's case reference, or none when it had none."""
+    rng = random.Random(seed)
+    out = []
+    for original in originals:
+        header = original.header.model_copy(update={
+            "alert_id": uuid.uuid4(),
+            "msg_type": rng.choice((MessageType.UPDATE, MessageType.CANCEL)),
+            "references": [original.alert_id],
+            "tlp": rng.choice(list(Tlp)),
+        })  # fmt: skip
+        out.append(original.model_copy(update={"header": header}))
+    return out
+
+
+def without_case_ref(alerts: list[Alert], every: int = 2) -> list[Alert]:
+    """Every ``every``-th alert with its case reference removed (keyed by its alert id)."""
+    return [
+        a.model_copy(update={"header": a.header.model_copy(update={"case_ref": None})})
+        if i % every == 0 else a
+        for i, a in enumerate(alerts)
+    ]  # fmt: skip

@@ -11,7 +11,7 @@ import pytest
 
 from bus import AlertCodec, BusSettings, SchemaRegistry
 from bus.admin import read_audit
-from bus.audit import verify_chain
+from bus.audit import chain_of, decisions, verify_chain, verify_chains
 from bus.kafka import read_to_end
 from bus.models import WithdrawalNotice
 from services.fanout.service import FanoutService
@@ -78,21 +78,26 @@ async def test_ten_thousand_alerts_reach_exactly_their_entitled_partners_once(
     assert redacted > 0, "the sample agreements redact for Frontex; some copies must be redacted"
 
     audit = await read_audit(settings)
-    assert len(audit) == len(alerts) * len(AGREEMENTS.partners)  # one per partner and alert
-    decisions = {(r["alert_id"], r["partner"]): r for r in audit}
+    assert len(audit) == len(alerts)  # one record per alert, with every partner's decision
+    assert {len(r["decisions"]) for r in audit} == {len(AGREEMENTS.partners)}
+    decided = {(r["alert_id"], r["partner"]): r for r in decisions(audit)}
+    assert len(decided) == len(alerts) * len(AGREEMENTS.partners)
     for partner, want in expected.items():
         for aid, exp in want.items():
-            record = decisions[(aid, partner)]
+            record = decided[(aid, partner)]
             assert record["decision"] == "delivered"
             assert tuple(record["redacted"]) == exp.redacted
             assert record["agreements"]
-    assert verify_chain(audit).ok
+    verdicts = verify_chains(audit)
+    assert sorted(verdicts) == [0, 1, 2]  # one chain per shard
+    assert all(v.ok for v in verdicts.values())
 
     # Tampering with an exported copy is found at the index where it happened.
     rng = random.Random(5)
+    audit = [r for r in audit if chain_of(r) == 1]
     i = rng.randrange(1, len(audit) - 1)
     changed = [dict(r) for r in audit]
-    changed[i]["partner"] = "someone-else"
+    changed[i]["decisions"] = [{**changed[i]["decisions"][0], "decision": "denied"}]
     assert verify_chain(changed).first_broken == i
     assert verify_chain(audit[:i] + audit[i + 1 :]).first_broken == i
     moved = [*audit[:i], audit[i + 1], audit[i], *audit[i + 2 :]]
@@ -140,7 +145,9 @@ async def test_a_follow_up_the_rules_deny_reaches_earlier_recipients_as_a_notice
         assert notice.follow_up_id == update.alert_id
         assert notice.origin == "rs"
         assert notice.msg_type.value == "UPDATE"
-    audit = [r for r in await read_audit(settings) if r["alert_id"] == str(update.alert_id)]
+    audit = [
+        r for r in decisions(await read_audit(settings)) if r["alert_id"] == str(update.alert_id)
+    ]
     assert {r["partner"] for r in audit if r["decision"] == "notice"} == got_it
     assert not [r for r in audit if r["decision"] == "delivered"]
 

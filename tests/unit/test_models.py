@@ -1000,6 +1000,20 @@ def test_record_key_is_the_case_ref_else_the_alert_id() -> None:
     assert without_case.origin == "mk"
 
 
+def test_a_follow_up_without_a_case_ref_is_keyed_like_the_alert_it_follows_up() -> None:
+    alert = example("citizen-assistance")
+    first, second = uuid.uuid4(), uuid.uuid4()
+    header = alert.header.model_copy(update={
+        "alert_id": uuid.uuid4(), "msg_type": MessageType.UPDATE, "references": [first, second],
+    })  # fmt: skip
+    update = alert.model_copy(update={"header": header})
+    assert update.record_key == str(first).encode()
+    with_case = update.model_copy(
+        update={"header": header.model_copy(update={"case_ref": "MK-2018-7"})}
+    )
+    assert with_case.record_key == b"MK-2018-7"
+
+
 def test_from_avro_raises_a_bus_error_naming_the_field() -> None:
     record = example("irregular-crossing").to_avro()
     record["head_count"] = "many"

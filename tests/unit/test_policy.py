@@ -3,6 +3,7 @@ second, independently written reference, and no delivered copy holding a field t
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from bus import AlertCodec, SchemaRegistry
 from bus.agreements import Agreement, Agreements, load_agreements, parse_agreements
 from bus.models import ALERT_MODELS, ALERT_TYPES, Alert, AlertHeader
-from bus.policy import RULES, Decision, decide
+from bus.policy import RULES, Decider, Decision, decide
 from bus.redact import field_kinds, redact, removable_paths
 from tests.conftest import REPO
 from tests.factories import make_alert
@@ -603,3 +604,44 @@ def _redate(alert: Alert, when: datetime) -> Alert:
         | {"occurred_at": when, "issued_at": when + timedelta(hours=1), "expires_at": None}
     )
     return type(alert).model_validate(alert.model_dump() | {"header": header})
+
+
+# --- Decider: the same decisions, worked out once per shape of alert ---------------------------
+
+
+def test_the_decider_decides_exactly_as_decide_for_every_shape_of_alert() -> None:
+    """Few values of each thing the rules look at, so that shapes recur across alerts that
+    differ in the rest: leaving anything out of the shape would hand an alert another's."""
+    agreements = load_agreements(REPO / "examples" / "agreements.yaml", schemas=REGISTRY)
+    decider = Decider(agreements)
+    partners = sorted(agreements.partners)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    rng = random.Random(8)
+    for _ in range(600):
+        occurred = rng.choice((datetime(2011, 6, 1, tzinfo=UTC), datetime(2019, 6, 1, tzinfo=UTC)))
+        header: dict[str, Any] = {
+            "tlp": rng.choice(("GREEN", "AMBER_STRICT", "RED")),
+            "occurred_at": occurred, "issued_at": occurred,
+            "explicit_recipients": rng.choice(([], partners[:4])),
+            "expires_at": rng.choice((None, occurred + timedelta(days=1))),
+            "status": rng.choice(("ACTUAL", "EXERCISE")),
+        }  # fmt: skip
+        refs = None
+        if rng.random() < 0.5:
+            header |= {"msg_type": "UPDATE", "references": [str(uuid.uuid4())]}
+            refs = rng.choice((frozenset(), frozenset(partners[::3])))
+        alert = make_alert(
+            rng.choice(("irregular-crossing", "trafficking-arrest")), rng.choice(("rs", "al")),
+            **header,
+        )  # fmt: skip
+        want = decide(alert, agreements, referenced_recipients=refs, now=now)
+        assert decider.decide(alert, referenced_recipients=refs, now=now) == want
+
+
+def test_an_expired_alert_is_decided_afresh_with_its_own_times() -> None:
+    decider = Decider(TABANOVCE)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    first = _crossing(expires_at="2015-01-01T00:00:00Z")
+    second = _crossing(expires_at="2016-01-01T00:00:00Z")
+    assert "2015-01-01" in _by_partner(decider.decide(first, now=now))["mk"].reason
+    assert "2016-01-01" in _by_partner(decider.decide(second, now=now))["mk"].reason
