@@ -184,6 +184,7 @@ def _start(settings: BusSettings, log: Path) -> subprocess.Popen[bytes]:
         "BUS_AGREEMENTS": str(settings.agreements),
         "BUS_LOG_FORMAT": "json",
         "BUS_SESSION_TIMEOUT_MS": "6000",
+        "BUS_FANOUT_METRICS_PORT": "0",  # two instances on one machine: no fixed port
         "PYTHONPATH": str(REPO),
     }
     with log.open("ab") as out:
