@@ -22,6 +22,20 @@ separate process sends at --rate alerts/s, paced by the clock, the records ``Pub
 variant); latency runs from just before the send to the record decoded with ``AlertCodec``. The
 load generator has its own process so that the forwarder's CPU use does not delay its clock.
 
+Soak (``--soak [N]``, N = 1,000,000 unless given; nothing else is measured then): one
+``FanoutService`` (variant ``plain``, ten partners) runs in a process of its own that does
+nothing else, while this process publishes N fresh alerts to it at --rate alerts/s, paced by the
+clock, encoded and signed a chunk at a time (and holds back while more than 10,000 are published
+but not yet routed, so the broker is never flooded). Once the first 5 % are routed (the warm-up)
+the fan-out process's RSS (``VmRSS`` of ``/proc/<pid>/status``) is sampled every
+--soak-interval seconds; the run reports it at the end of the warm-up, its minimum, maximum and
+last value, and the drift last/warm-up against the target of ±10 %. ``Routed`` remembers the
+recipients of every alert for its follow-ups, by design, so it grows with each distinct alert:
+the report gives the growth per alert and what ``Routed`` itself takes (``sys.getsizeof``). The
+soak's ingress, inbox, audit and dead-letter topics keep about 64 MiB per partition.
+
+    .venv/bin/python bench/fanout.py --soak --rate 1000
+
 Uses BUS_BOOTSTRAP_SERVERS, or starts the local broker when nothing listens there; the run's
 topics are deleted at the end (--keep-topics keeps them).
 """
@@ -38,6 +52,8 @@ import logging
 import math
 import os
 import pstats
+import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -65,6 +81,7 @@ from bus.logs import configure_logging  # noqa: E402
 from bus.models import ALERT_TYPES, Alert  # noqa: E402
 from bus.topics import TopicSpec  # noqa: E402
 from services.fanout.service import FanoutService  # noqa: E402
+from services.fanout.state import Routed  # noqa: E402
 from tests.factories import make_alert  # noqa: E402
 
 ORIGIN = "rs"
@@ -136,29 +153,41 @@ def bench_alerts(count: int) -> list[Alert]:
     ]
 
 
-def topic_specs(settings: BusSettings, partners: list[str]) -> list[TopicSpec]:
-    n, names = settings.topic_partitions, settings.topics
+def topic_specs(
+    settings: BusSettings, partners: list[str], retention: dict[str, str] | None = None
+) -> list[TopicSpec]:
+    """The run's topics; ``retention`` is the config of those that only grow (all but the
+    fan-out's state and shards)."""
+    n, names, kept = settings.topic_partitions, settings.topics, retention or {}
     compact = {"cleanup.policy": "compact"}
     return [
-        *(TopicSpec(names.ingress(ORIGIN, t), n, 1) for t in ALERT_TYPES),
-        *(TopicSpec(names.inbox(p), n, 1) for p in partners),
-        TopicSpec(names.dlq, n, 1),
+        *(TopicSpec(names.ingress(ORIGIN, t), n, 1, kept) for t in ALERT_TYPES),
+        *(TopicSpec(names.inbox(p), n, 1, kept) for p in partners),
+        TopicSpec(names.dlq, n, 1, kept),
         TopicSpec(names.fanout_state, n, 1, compact),
-        TopicSpec(names.audit, n, 1),  # one audit chain per fan-out shard
+        TopicSpec(names.audit, n, 1, kept),  # one audit chain per fan-out shard
         TopicSpec(names.fanout_shards, n, 1),
     ]
 
 
-def prepared(settings: BusSettings, alerts: list[Alert]) -> list[Record]:
+def signing(settings: BusSettings) -> Callable[[list[Alert]], list[Record]]:
     """What ``Publisher`` sends for each alert: topic, key, signed value, headers."""
     codec = AlertCodec(SchemaRegistry.load(settings.schemas_dir))
     signer = Signer.load(settings.keys_dir, ORIGIN)
-    out: list[Record] = []
-    for alert in alerts:
-        value = codec.encode(alert)
-        headers = alert_headers(alert, signer.sign(value), ORIGIN)
-        out.append((alert.alert_type, alert.record_key, value, headers))
-    return out
+
+    def records(alerts: list[Alert]) -> list[Record]:
+        out: list[Record] = []
+        for alert in alerts:
+            value = codec.encode(alert)
+            headers = alert_headers(alert, signer.sign(value), ORIGIN)
+            out.append((alert.alert_type, alert.record_key, value, headers))
+        return out
+
+    return records
+
+
+def prepared(settings: BusSettings, alerts: list[Alert]) -> list[Record]:
+    return signing(settings)(alerts)
 
 
 async def produce(settings: BusSettings, records: list[Record]) -> None:
@@ -272,6 +301,7 @@ class Running:
     records: Callable[[], int]  # output records committed so far
     task: asyncio.Task[None]
     info: Callable[[], str]
+    system: Any = None  # the FanoutService, for the fan-out
 
 
 @contextlib.asynccontextmanager
@@ -309,7 +339,7 @@ async def running(
                 f"{st.dead_lettered} dlq, {st.restarts} restarts"
             )
 
-        handle = Running(progress, records, task, info)
+        handle = Running(progress, records, task, info, service)
     try:
         await until_ready(system.wait_ready(READY_S), task)
         yield handle
@@ -321,7 +351,7 @@ async def running(
             print(f"warning: {kind} did not stop within 30 s; cancelled", file=sys.stderr)
 
 
-async def until_ready(ready: Awaitable[None], task: asyncio.Task[None]) -> None:
+async def until_ready(ready: Awaitable[object], task: asyncio.Task[None]) -> None:
     waiter = asyncio.ensure_future(ready)
     await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
     if task.done() and not waiter.done():
@@ -530,6 +560,294 @@ async def load_process(p: dict[str, Any]) -> None:
     print(json.dumps(result))
 
 
+# -- soak --------------------------------------------------------------------------------------
+
+SOAK_DEFAULT = 1_000_000
+SOAK_WARMUP = 0.05  # the first 5 % of the alerts: imports, caches and client buffers settle
+SOAK_TARGET = 0.10  # RSS last/warm-up within ±10 %
+SOAK_CHUNK = 500  # alerts made, encoded and signed at a time
+SOAK_BACKLOG = 10_000  # published but not yet routed, at most
+SOAK_STALL_S = 120.0  # nothing routed for this long while alerts wait: the run fails
+#: What the soak's growing topics keep per partition: a million alerts fanned out to ten
+#: partners would otherwise fill many gigabytes, and none of it is read again.
+SOAK_RETENTION = {"retention.bytes": str(64 << 20), "segment.bytes": str(16 << 20)}
+MIB = 1 << 20
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of process ``pid`` (``VmRSS`` in ``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
+
+
+def routed_bytes(routed: Routed) -> int:
+    """What ``routed``'s index takes by ``sys.getsizeof``: the dict, each alert id and the tuples
+    of its entries; origins and partner ids, shared by many entries, counted once each."""
+    index: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = routed._by_id
+    shared: set[int] = set()
+
+    def once(obj: object) -> int:
+        if id(obj) in shared:
+            return 0
+        shared.add(id(obj))
+        return sys.getsizeof(obj)
+
+    total = sys.getsizeof(index)
+    for alert_id, entries in index.items():
+        total += sys.getsizeof(alert_id) + sys.getsizeof(entries)
+        for entry in entries:
+            origin, recipients = entry
+            total += sys.getsizeof(entry) + once(origin) + once(recipients)
+            total += sum(once(p) for p in recipients)
+    return total
+
+
+def emit(message: dict[str, Any]) -> None:
+    print(json.dumps(message), flush=True)
+
+
+async def fanout_process(p: dict[str, Any]) -> None:
+    """In its own process, for its RSS to be the fan-out's alone: run ``FanoutService`` until
+    SIGTERM, with its progress as JSON lines on stdout, then what its ``Routed`` holds."""
+    quiet_logging()
+    settings = BusSettings(
+        bootstrap_servers=p["bootstrap"], keys_dir=Path(p["keys"]), topic_prefix=p["prefix"]
+    )
+    agreements = bench_agreements(p["partners"], "plain", SchemaRegistry.load(settings.schemas_dir))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with running("fanout", settings, agreements) as sut:
+        emit({"ready": True})
+        while not stop.is_set():
+            if sut.task.done():
+                sut.task.result()
+                raise RuntimeError("the fan-out stopped during the soak")
+            emit({"routed": sut.progress()})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.25)
+        service: FanoutService = sut.system
+        st = service.stats
+        emit(
+            {
+                "routed": sut.progress(),
+                "alerts": st.alerts,
+                "duplicates": st.duplicates,
+                "dead_lettered": st.dead_lettered,
+                "restarts": st.restarts,
+                "info": sut.info(),
+                "known": len(service.routed),
+                "routed_bytes": routed_bytes(service.routed),
+            }
+        )
+
+
+class Feeder:
+    """Publishes ``count`` fresh alerts at ``rate`` alerts/s, paced by the clock, made, encoded
+    and signed a chunk at a time; holds back (its clock paused) while ``SOAK_BACKLOG`` alerts
+    are published but not yet routed (``heard`` is set whenever the routed count may have
+    changed)."""
+
+    def __init__(
+        self, settings: BusSettings, count: int, rate: float, routed: Callable[[], int],
+        heard: asyncio.Event,
+    ) -> None:  # fmt: skip
+        self.settings, self.count, self.rate, self.routed = settings, count, rate, routed
+        self.heard = heard
+        self.sent = 0
+        self.held_s = 0.0
+        self.first = self.last = 0.0
+        self.sizes: tuple[int, int] = (0, 0)
+
+    @property
+    def offered(self) -> float:
+        spread = self.last - self.first - self.held_s
+        return (self.sent - 1) / spread if spread > 0 else 0.0
+
+    async def run(self) -> None:
+        s, sign = self.settings, signing(self.settings)
+        producer = make_producer(s, client_suffix="bench-soak")
+        await bounded(producer.start(), s.connect_timeout_ms, "Starting the soak producer")
+        try:
+            chunk: list[Record] = []
+            pos = 0
+            pending: list[asyncio.Future[Any]] = []
+            t0 = self.first = time.perf_counter()
+            while self.sent < self.count:
+                if self.sent - self.routed() >= SOAK_BACKLOG:
+                    held = time.perf_counter()
+                    while self.sent - self.routed() >= SOAK_BACKLOG:
+                        self.heard.clear()
+                        await self.heard.wait()
+                    t0 += time.perf_counter() - held
+                    self.held_s += time.perf_counter() - held
+                due = min(self.count, int((time.perf_counter() - t0) * self.rate) + 1)
+                while (
+                    self.sent < due
+                    and self.sent - self.routed() < SOAK_BACKLOG
+                    and len(pending) < SOAK_CHUNK
+                ):
+                    if pos == len(chunk):
+                        chunk = sign(bench_alerts(min(SOAK_CHUNK, self.count - self.sent)))
+                        pos = 0
+                        if not self.sent:
+                            sizes = sorted(len(v) for _, _, v, _ in chunk)
+                            self.sizes = (sizes[0], sizes[-1])
+                    alert_type, key, value, headers = chunk[pos]
+                    pos += 1
+                    topic = s.topics.ingress(ORIGIN, alert_type)
+                    pending.append(
+                        await producer.send(topic, key=key, value=value, headers=headers)
+                    )
+                    self.sent += 1
+                if len(pending) >= SOAK_CHUNK:
+                    await bounded(asyncio.gather(*pending), s.publish_timeout_ms, "Publishing")
+                    pending.clear()
+                if self.sent < self.count:
+                    await asyncio.sleep(max(0.0, t0 + self.sent / self.rate - time.perf_counter()))
+            self.last = time.perf_counter()
+            await bounded(asyncio.gather(*pending), s.publish_timeout_ms, "Publishing")
+        finally:
+            await asyncio.wait_for(producer.stop(), 30)
+
+
+@dataclass
+class Sample:
+    seconds: float
+    routed: int
+    rss: int
+
+
+async def soak(
+    settings: BusSettings, partners: list[str], count: int, rate: float, interval_s: float
+) -> None:
+    """Feed ``count`` alerts to one fan-out process; sample its RSS after the warm-up."""
+    warm_at = max(1, math.ceil(count * SOAK_WARMUP))
+    params = {
+        "bootstrap": settings.bootstrap_servers,
+        "keys": str(settings.keys_dir),
+        "prefix": settings.topic_prefix,
+        "partners": partners,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(SCRIPT), "--fanout-process", json.dumps(params),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    heard: dict[str, Any] = {"routed": 0}
+    ready, news = asyncio.Event(), asyncio.Event()
+
+    async def listen() -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            message = json.loads(line)
+            if message.pop("ready", False):
+                ready.set()
+            heard.update(message)
+            news.set()
+
+    listening = asyncio.create_task(listen())
+    feeding: asyncio.Task[None] | None = None
+    try:
+        await until_ready(asyncio.wait_for(ready.wait(), READY_S + 30), listening)
+        start_rss = rss_bytes(proc.pid)
+        feeder = Feeder(settings, count, rate, lambda: int(heard["routed"]), news)
+        feeding = asyncio.create_task(feeder.run())
+        started = time.perf_counter()
+        samples: list[Sample] = []
+        next_at = math.inf
+        moved = (started, 0)  # when the routed count last changed, and to what
+        while True:
+            if feeding.done():
+                feeding.result()  # raises what stopped it
+            if listening.done():
+                raise RuntimeError(f"the fan-out process ended ({proc.returncode}) mid-soak")
+            now, routed = time.perf_counter(), int(heard["routed"])
+            if routed >= count or (not samples and routed >= warm_at) or now >= next_at:
+                samples.append(Sample(now - started, routed, rss_bytes(proc.pid)))
+                next_at = now + interval_s
+                print(f"  {routed:,}/{count:,} routed, RSS {samples[-1].rss / MIB:.1f} MiB "
+                      f"after {now - started:.0f} s", file=sys.stderr)  # fmt: skip
+            if routed >= count:
+                break
+            if routed != moved[1]:
+                moved = (now, routed)
+            elif now - moved[0] > SOAK_STALL_S and feeder.sent > routed:
+                raise RuntimeError(
+                    f"nothing routed for {SOAK_STALL_S:g} s: {routed:,} of {feeder.sent:,} sent"
+                )
+            await asyncio.sleep(0.05)
+        await feeding
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(listening, 120)
+        if await asyncio.wait_for(proc.wait(), 30) != 0:
+            raise RuntimeError(f"the fan-out process failed ({proc.returncode})")
+    finally:
+        for task in (feeding, listening):
+            if task is not None:
+                task.cancel()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    soak_report(count, rate, feeder, heard, start_rss, samples, warm_at)
+
+
+def soak_report(
+    count: int, rate: float, feeder: Feeder, final: dict[str, Any], start_rss: int,
+    samples: list[Sample], warm_at: int,
+) -> None:  # fmt: skip
+    warm, last = samples[0], samples[-1]
+    rss = [x.rss for x in samples]
+    drift = last.rss / warm.rss - 1
+    grown = last.routed - warm.routed
+    per_alert = (last.rss - warm.rss) / grown if grown else math.nan
+    slope = math.nan
+    if len({x.routed for x in samples}) > 1:
+        slope = statistics.linear_regression([x.routed for x in samples], rss).slope
+    routed_per_alert = final["routed_bytes"] / final["known"] if final["known"] else math.nan
+    other = last.rss - warm.rss - routed_per_alert * grown  # Routed grows about linearly
+    lo, hi = feeder.sizes
+    print(
+        f"\nalerts routed: {final['routed']:,} of {count:,} published ({final['alerts']:,} "
+        f"alerts, {final['duplicates']} duplicates; {final['info']}); alerts of {lo}-{hi} bytes"
+    )
+    print(
+        f"elapsed: {last.seconds:.1f} s, {last.routed / last.seconds:,.0f} alerts/s (offered "
+        f"{feeder.offered:,.0f}/s of --rate {rate:g}; held back {feeder.held_s:.1f} s with "
+        f"{SOAK_BACKLOG:,} unrouted)"
+    )
+    print(
+        f"RSS: {start_rss / MIB:.1f} MiB when ready, {warm.rss / MIB:.1f} MiB at warm-up end "
+        f"({warm.routed:,} routed, the first {SOAK_WARMUP * 100:g} % being {warm_at:,}); min "
+        f"{min(rss) / MIB:.1f}, max {max(rss) / MIB:.1f}, last {last.rss / MIB:.1f} MiB "
+        f"({len(samples)} samples)"
+    )
+    print(
+        f"RSS last/warm-up = {last.rss / warm.rss:.3f} ({(last.rss - warm.rss) / MIB:+.1f} MiB "
+        f"over {grown:,} alerts: {per_alert:+,.0f} B per alert; fitted over the samples "
+        f"{slope:+,.0f} B per alert)"
+    )
+    print(
+        f"Routed (who received each alert, kept for its follow-ups by design): {final['known']:,} "
+        f"alerts in {final['routed_bytes'] / MIB:.1f} MiB by sys.getsizeof, "
+        f"{routed_per_alert:,.0f} B per alert; RSS growth since the warm-up other than "
+        f"Routed's about {other / MIB:+.1f} MiB ({other / warm.rss * 100:+.1f} %)"
+    )
+    if count < SOAK_DEFAULT and not math.isnan(slope):
+        more = slope * (SOAK_DEFAULT - warm_at) / warm.rss
+        routed_more = routed_per_alert * (SOAK_DEFAULT - warm_at) / warm.rss
+        print(
+            f"projected: at the fitted slope, {SOAK_DEFAULT:,} alerts would end about "
+            f"{more * 100:+.0f} % off this warm-up RSS (Routed's growth alone: about "
+            f"{routed_more * 100:+.0f} %)"
+        )
+    verdict = "met" if abs(drift) <= SOAK_TARGET else "MISSED"
+    print(
+        f"soak: RSS drift = {drift * 100:+.1f} % over {count:,} alerts (target within "
+        f"±{SOAK_TARGET * 100:g} %, {verdict})"
+    )
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -542,7 +860,9 @@ def quiet_logging() -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=20_000, help="alerts for saturation")
-    parser.add_argument("--rate", type=float, default=500.0, help="offered alerts/s (latency)")
+    parser.add_argument(
+        "--rate", type=float, default=500.0, help="offered alerts/s (latency, soak)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="latency run length")
     parser.add_argument("--partners", type=int, default=10)
     parser.add_argument("--variants", default="plain,redact", help="plain, redact or both")
@@ -553,12 +873,30 @@ async def main() -> None:
         help="cap per saturation run (the rate then counts what was done)",
     )
     parser.add_argument("--profile", type=Path, help="cProfile the fan-out saturation run here")
+    parser.add_argument(
+        "--soak",
+        type=int,
+        nargs="?",
+        const=SOAK_DEFAULT,
+        metavar="N",
+        help=f"only a soak: N alerts (default {SOAK_DEFAULT:,}) through one fan-out process, "
+        "its RSS sampled",
+    )
+    parser.add_argument(
+        "--soak-interval", type=float, default=5.0, help="seconds between RSS samples (soak)"
+    )
     parser.add_argument("--keep-topics", action="store_true")
     parser.add_argument("--load-process", help=argparse.SUPPRESS)
+    parser.add_argument("--fanout-process", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_process:
         await load_process(json.loads(args.load_process))
         return
+    if args.fanout_process:
+        await fanout_process(json.loads(args.fanout_process))
+        return
+    if args.soak is not None and args.soak < 1:
+        parser.error("--soak takes a number of alerts, at least 1")
     quiet_logging()
     variants = [v for v in args.variants.split(",") if v]
     if not set(variants) <= {"plain", "redact"}:
@@ -577,6 +915,9 @@ async def main() -> None:
 
     registry = SchemaRegistry.load(base.schemas_dir)
     partners = [f"partner-{i:02d}" for i in range(1, args.partners + 1)]
+    if args.soak is not None:
+        await soak_run(args, env("soak"), partners)
+        return
     agreements = {v: bench_agreements(partners, v, registry) for v in variants}
     # One prefix per measurement: the fan-out reads every ingress topic of its prefix.
     sat = {"raw": env("sat")} | {v: env(f"sat-{v}") for v in variants}
@@ -634,6 +975,26 @@ async def main() -> None:
             with contextlib.suppress(Exception):
                 await delete_topics(base, list(settings_all))
     report(rows, args, partners, load_before)
+
+
+async def soak_run(args: argparse.Namespace, settings: BusSettings, partners: list[str]) -> None:
+    load_before = os.getloadavg()
+    print(
+        f"soak: broker {settings.bootstrap_servers}, one fan-out process, {len(partners)} "
+        f"partners, {args.soak:,} alerts offered at {args.rate:g}/s, RSS sampled every "
+        f"{args.soak_interval:g} s after the first {SOAK_WARMUP * 100:g} %; load average "
+        f"{load_before[0]:.2f} on {os.cpu_count()} cores"
+    )
+    try:
+        async with Admin(settings) as admin:
+            await admin.ensure_topics(topic_specs(settings, partners, SOAK_RETENTION))
+        await soak(settings, partners, args.soak, args.rate, args.soak_interval)
+    finally:
+        if not args.keep_topics:
+            with contextlib.suppress(Exception):
+                await delete_topics(settings, [settings.topic_prefix])
+    load = os.getloadavg()
+    print(f"load average {load_before[0]:.2f} before, {load[0]:.2f} after", file=sys.stderr)
 
 
 def report(
