@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import cProfile
 import io
@@ -52,6 +53,7 @@ import logging
 import math
 import os
 import pstats
+import shutil
 import signal
 import statistics
 import sys
@@ -902,6 +904,7 @@ async def main() -> None:
     if not set(variants) <= {"plain", "redact"}:
         parser.error("--variants takes plain, redact or plain,redact")
     keys = Path(tempfile.mkdtemp(prefix="bench-keys-"))
+    atexit.register(shutil.rmtree, keys, True)  # its private keys leave with the run
     for key_id in (ORIGIN, HUB_KEY_ID):
         generate_keypair(keys, key_id)
     run = f"bfan{uuid.uuid4().hex[:6]}"

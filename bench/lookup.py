@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import hashlib
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -198,6 +200,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     configure_logging("WARNING", "console")
     load_at_start = round(os.getloadavg()[0], 1)
     work = Path(tempfile.mkdtemp(prefix="bench-lookup-"))
+    atexit.register(shutil.rmtree, work, True)  # its private keys leave with the run
     keys = work / "keys"
     keys.mkdir()
     for key_id in ("rs", "hub"):

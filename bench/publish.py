@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import copy
 import cProfile
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -152,6 +154,7 @@ async def main() -> None:
     args = parser.parse_args()
     configure_logging("WARNING", "console")
     keys = Path(tempfile.mkdtemp(prefix="bench-keys-"))
+    atexit.register(shutil.rmtree, keys, True)  # its private keys leave with the run
     generate_keypair(keys, "rs")
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     settings = BusSettings(keys_dir=keys, topic_prefix=prefix)
