@@ -30,7 +30,7 @@ async def apply_topics(
     agreements file (``BUS_AGREEMENTS``) when it exists. Topics get the replication the
     cluster can give (``replication_for``) unless ``BUS_TOPIC_REPLICATION_FACTOR`` is set.
     Returns once every partition of the topics created has a leader serving it, and the
-    fan-out's consumer group a coordinator, so that nothing started next meets a cluster still
+    fan-out's consumer groups a coordinator, so that nothing started next meets a cluster still
     settling (and its client's retry warnings).
     """
     registry = SchemaRegistry.load(settings.schemas_dir)
@@ -56,7 +56,8 @@ async def apply_topics(
             audit_retention_ms=settings.audit_retention_ms,
         )
         created = await admin.ensure_topics(specs)
-        await admin.wait_for_group_coordinator(f"{settings.topic_prefix}{FANOUT_GROUP}")
+        for group in (FANOUT_GROUP, FANOUT_SHARDS_GROUP):  # the fan-out joins both at once
+            await admin.wait_for_group_coordinator(f"{settings.topic_prefix}{group}")
     await publish_schemas(settings, registry)
     return created, len(specs)
 
