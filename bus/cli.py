@@ -352,8 +352,8 @@ def tail(
 def fanout_run(
     metrics_port: int | None = typer.Option(
         None,
-        help="Serve /metrics, /healthz, /readyz here (default BUS_FANOUT_METRICS_PORT; 0: none). "
-        "A second instance on the same machine needs a port of its own.",
+        help="Serve /metrics, /healthz, /readyz here (default BUS_FANOUT_METRICS_PORT, 8490; "
+        "another instance on the same machine takes the next free port up to 8499; 0: none).",
         min=0,
         max=65535,
     ),
@@ -370,6 +370,7 @@ def fanout_run(
 
     settings = _settings()
     ops = OpsSettings()
+    default_port = metrics_port is None and "fanout_metrics_port" not in ops.model_fields_set
     if metrics_port is None:
         metrics_port = ops.fanout_metrics_port
 
@@ -383,7 +384,7 @@ def fanout_run(
                   f"{len(service.agreements.partners)} partner(s). Ctrl-C stops it.")  # fmt: skip
         async with ops_endpoint(
             service.metrics, host=ops.metrics_host, port=metrics_port,
-            setting="BUS_FANOUT_METRICS_PORT (or --metrics-port)",
+            setting="BUS_FANOUT_METRICS_PORT (or --metrics-port)", default=default_port,
         ) as endpoint:  # fmt: skip
             if endpoint is not None:
                 err.print(f"Metrics at {endpoint.url}/metrics", highlight=False)

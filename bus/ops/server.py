@@ -67,14 +67,23 @@ class OpsServer:
     """Serves a service's metrics, health and readiness until the block ends."""
 
     def __init__(
-        self, metrics: ServiceMetrics, *, host: str, port: int, setting: str = "the port"
+        self,
+        metrics: ServiceMetrics,
+        *,
+        host: str,
+        port: int,
+        setting: str = "the port",
+        spare: int = 0,
     ) -> None:
         """``port`` 0 picks a free one (``self.port`` says which); ``setting`` names where
-        the port came from, for the error when it is taken."""
+        the port came from, for the error when it is taken. With ``spare`` > 0 a taken port
+        is not an error while one of the next ``spare`` ports is free (the built-in default:
+        several instances of a service on one machine each take the next free port)."""
         self.metrics = metrics
         self.host = host
         self.port = port
         self._setting = setting
+        self._spare = spare if port else 0
         self._server = _Server(uvicorn.Config(
             make_app(metrics), log_config=None, access_log=False, lifespan="off",
             timeout_graceful_shutdown=1,
@@ -88,17 +97,22 @@ class OpsServer:
 
     async def __aenter__(self) -> OpsServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            raise BusError(
-                f"The {self.metrics.service} cannot serve its metrics on "
-                f"{self.host}:{self.port}: {exc.strerror or exc}. Another process may hold "
-                f"the port: set {self._setting} to a free one, or 0 to serve none"
-            ) from exc
+        for port in range(self.port, self.port + self._spare + 1):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self.host, port))
+                break
+            except OSError as exc:
+                sock.close()
+                if port < self.port + self._spare:
+                    continue
+                tried = f"{self.port}-{port}" if self._spare else str(port)
+                raise BusError(
+                    f"The {self.metrics.service} cannot serve its metrics on "
+                    f"{self.host}:{tried}: {exc.strerror or exc}. Another process may hold "
+                    f"the port: set {self._setting} to a free one, or 0 to serve none"
+                ) from exc
         self.port = int(sock.getsockname()[1])
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
@@ -118,10 +132,19 @@ class OpsServer:
             await asyncio.wait_for(self._task, 5)
 
 
+#: How many ports after a service's built-in default port its further instances on one
+#: machine may take (a port set explicitly is used as given, or the service stops).
+SPARE_PORTS = 9
+
+
 def ops_endpoint(
-    metrics: ServiceMetrics, *, host: str, port: int, setting: str
+    metrics: ServiceMetrics, *, host: str, port: int, setting: str, default: bool = False
 ) -> contextlib.AbstractAsyncContextManager[OpsServer | None]:
-    """``OpsServer`` on ``port``, or nothing when the port is 0 (the endpoint turned off)."""
+    """``OpsServer`` on ``port``, or nothing when the port is 0 (the endpoint turned off).
+
+    ``default``: the port is the built-in default, not one the operator chose; when it is
+    taken (another instance on this machine) the next free of ``SPARE_PORTS`` ports serves."""
     if not port:
         return contextlib.nullcontext()
-    return OpsServer(metrics, host=host, port=port, setting=setting)
+    spare = SPARE_PORTS if default else 0
+    return OpsServer(metrics, host=host, port=port, setting=setting, spare=spare)

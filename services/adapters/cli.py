@@ -158,6 +158,7 @@ def run(
         endpoint = (
             ops.metrics_host,
             ops.adapter_metrics_port if metrics_port is None else metrics_port,
+            metrics_port is None and "adapter_metrics_port" not in ops.model_fields_set,
         )
         if address and not config.http_tokens.get(cc):
             raise AdapterError(
@@ -184,7 +185,7 @@ async def _serve(
     address: tuple[str, int] | None,
     once: bool,
     state_dir: Path | None,
-    endpoint: tuple[str, int],
+    endpoint: tuple[str, int, bool],
 ) -> None:
     if config.identity_key is None:
         get_logger("adapter", origin=cc).warning(
@@ -217,12 +218,12 @@ async def _serve(
 
 
 def _ops(
-    adapter: Adapter, endpoint: tuple[str, int]
+    adapter: Adapter, endpoint: tuple[str, int, bool]
 ) -> contextlib.AbstractAsyncContextManager[object]:
     from bus.ops.server import ops_endpoint
 
-    host, port = endpoint
-    return ops_endpoint(adapter.metrics, host=host, port=port,
+    host, port, default = endpoint
+    return ops_endpoint(adapter.metrics, host=host, port=port, default=default,
                         setting="BUS_ADAPTER_METRICS_PORT (or --metrics-port)")  # fmt: skip
 
 

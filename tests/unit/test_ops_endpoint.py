@@ -8,6 +8,7 @@ import pytest
 
 from bus.errors import BusError
 from bus.ops import AdapterMetrics, OpsServer, OpsSettings
+from bus.ops.server import SPARE_PORTS, ops_endpoint
 from bus.ops.settings import parse_address
 
 
@@ -39,6 +40,23 @@ async def test_a_port_already_taken_stops_the_service_naming_the_setting() -> No
         second = OpsServer(metrics, host="127.0.0.1", port=first.port, setting="BUS_X_PORT")
         with pytest.raises(BusError, match=rf"127\.0\.0\.1:{first.port}: .*set BUS_X_PORT"):
             await second.__aenter__()
+
+
+async def test_a_second_instance_on_the_default_port_takes_the_next_free_one() -> None:
+    metrics = AdapterMetrics("rs", ready=lambda: True)
+    async with OpsServer(metrics, host="127.0.0.1", port=0) as first:
+        # An operator's own port is used as given; the built-in default lets instances share
+        # a machine: the next free port of the few that follow it.
+        explicit = ops_endpoint(metrics, host="127.0.0.1", port=first.port, setting="BUS_X_PORT")
+        with pytest.raises(BusError, match="set BUS_X_PORT"):
+            await explicit.__aenter__()
+        default = ops_endpoint(metrics, host="127.0.0.1", port=first.port, setting="BUS_X_PORT",
+                               default=True)  # fmt: skip
+        async with default as second:
+            assert isinstance(second, OpsServer)
+            assert first.port < second.port <= first.port + SPARE_PORTS
+            async with httpx.AsyncClient(base_url=second.url) as http:
+                assert (await http.get("/healthz")).json()["status"] == "ok"
 
 
 def test_bus_status_checks_the_three_services_unless_told_otherwise(
