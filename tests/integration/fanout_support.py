@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +22,7 @@ from bus.codec import DecodedNotice
 from bus.envelope import header_map
 from bus.kafka import topic_partitions
 from bus.models import ALERT_TYPES, MessageType, Tlp, WithdrawalNotice
-from bus.policy import decide
+from bus.policy import Decision, decide
 from bus.redact import redact_alert
 from tests.conftest import REPO
 from tests.factories import make_alert
@@ -87,9 +91,11 @@ class Expected:
     redacted: tuple[str, ...]
 
 
-def expected_inboxes(alerts: list[Alert], agreements: Agreements) -> dict[str, dict[str, Expected]]:
-    """partner → alert id → the copy it must get, by the policy (first of each id only)."""
-    inboxes: dict[str, dict[str, Expected]] = defaultdict(dict)
+def _decided(
+    alerts: list[Alert], agreements: Agreements
+) -> Iterator[tuple[Alert, str, list[Decision]]]:
+    """Each alert (first of each identity only) with the policy's decisions for it, earlier
+    recipients of the alerts it follows up taken into account, as the fan-out routes them."""
     received: dict[tuple[str, str], set[str]] = defaultdict(set)
     seen: set[tuple[str, str]] = set()
     for alert in alerts:
@@ -100,11 +106,19 @@ def expected_inboxes(alerts: list[Alert], agreements: Agreements) -> dict[str, d
         refs = frozenset(
             p for r in alert.header.references for p in received.get((alert.origin, str(r)), ())
         )
-        for d in decide(alert, agreements, referenced_recipients=refs):
+        decisions = decide(alert, agreements, referenced_recipients=refs)
+        received[alert.origin, aid].update(d.partner_id for d in decisions if d.deliver)
+        yield alert, aid, decisions
+
+
+def expected_inboxes(alerts: list[Alert], agreements: Agreements) -> dict[str, dict[str, Expected]]:
+    """partner → alert id → the copy it must get, by the policy (first of each id only)."""
+    inboxes: dict[str, dict[str, Expected]] = defaultdict(dict)
+    for alert, aid, decisions in _decided(alerts, agreements):
+        for d in decisions:
             if d.deliver:
                 copy = redact_alert(alert, d.redact) if d.redact else alert
                 inboxes[d.partner_id][aid] = Expected(copy, d.redact)
-                received[alert.origin, aid].add(d.partner_id)
     return inboxes
 
 
@@ -223,20 +237,9 @@ def load_example_agreements() -> Agreements:
 def expected_notices(alerts: list[Alert], agreements: Agreements) -> dict[str, set[str]]:
     """partner → the follow-ups it must get as a withdrawal notice, by the policy."""
     notices: dict[str, set[str]] = defaultdict(set)
-    received: dict[tuple[str, str], set[str]] = defaultdict(set)
-    seen: set[tuple[str, str]] = set()
-    for alert in alerts:
-        aid = str(alert.alert_id)
-        if (alert.origin, aid) in seen:
-            continue
-        seen.add((alert.origin, aid))
-        refs = frozenset(
-            p for r in alert.header.references for p in received.get((alert.origin, str(r)), ())
-        )
-        for d in decide(alert, agreements, referenced_recipients=refs):
-            if d.deliver:
-                received[alert.origin, aid].add(d.partner_id)
-            elif d.notice:
+    for _alert, aid, decisions in _decided(alerts, agreements):
+        for d in decisions:
+            if d.notice:
                 notices[d.partner_id].add(aid)
     return notices
 
@@ -264,3 +267,26 @@ def without_case_ref(alerts: list[Alert], every: int = 2) -> list[Alert]:
         if i % every == 0 else a
         for i, a in enumerate(alerts)
     ]  # fmt: skip
+
+
+def start_fanout_process(
+    settings: BusSettings, log: Path, **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """``bus fanout run`` as an operator starts it, output appended to ``log``; no metrics
+    endpoint on the fixed port (other runs, and other instances, may share this machine)."""
+    env = {
+        **os.environ,
+        "BUS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "BUS_KEYS_DIR": str(settings.keys_dir),
+        "BUS_TOPIC_PREFIX": settings.topic_prefix,
+        "BUS_AGREEMENTS": str(settings.agreements),
+        "BUS_LOG_FORMAT": "json",
+        "BUS_FANOUT_METRICS_PORT": "0",
+        "PYTHONPATH": str(REPO),
+        **extra_env,
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bus", "fanout", "run"], env=env, cwd=REPO,
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip

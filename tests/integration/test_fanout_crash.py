@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from bus import BusSettings
 from bus.admin import read_audit
 from bus.audit import verify_chains
-from tests.conftest import REPO
 from tests.integration.fanout_support import (
     agreements_keys,
     check_inboxes,
@@ -23,30 +20,13 @@ from tests.integration.fanout_support import (
     load_example_agreements,
     publish_all,
     read_inboxes,
+    start_fanout_process,
     varied_alerts,
     wait_caught_up,
 )
 from tests.integration.test_pubsub import prefixed
 
 AGREEMENTS = load_example_agreements()
-
-
-def _start(settings: BusSettings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "BUS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "BUS_KEYS_DIR": str(settings.keys_dir),
-        "BUS_TOPIC_PREFIX": settings.topic_prefix,
-        "BUS_AGREEMENTS": str(settings.agreements),
-        "BUS_LOG_FORMAT": "json",
-        "BUS_FANOUT_METRICS_PORT": "0",  # no fixed port: other runs may share this machine
-        "PYTHONPATH": str(REPO),
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bus", "fanout", "run"], env=env, cwd=REPO,
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
 
 
 async def _wait_for_ready(log: Path, times: int, proc: subprocess.Popen[bytes]) -> None:
@@ -71,14 +51,14 @@ async def test_fanout_killed_five_times_still_delivers_exactly_the_entitled_set(
     log = tmp_path / "fanout.log"
     kills = 0
     for n in range(1, 6):
-        proc = _start(settings, log)
+        proc = start_fanout_process(settings, log)
         await _wait_for_ready(log, n, proc)
         await asyncio.sleep(rng.uniform(0.2, 2.0))  # a random moment: the point of the test
         assert proc.poll() is None, log.read_text()[-3000:]
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-    proc = _start(settings, log)
+    proc = start_fanout_process(settings, log)
     try:
         # Wait for it to be ready first: a predecessor may already have caught up.
         await _wait_for_ready(log, 6, proc)

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -24,7 +22,6 @@ from bus.audit import decisions, verify_chains
 from bus.errors import BusError
 from bus.models import WithdrawalNotice
 from services.fanout.service import FanoutService
-from tests.conftest import REPO
 from tests.integration.conftest import create_topics
 from tests.integration.fanout_support import (
     agreements_keys,
@@ -37,6 +34,7 @@ from tests.integration.fanout_support import (
     load_example_agreements,
     publish_all,
     read_inboxes,
+    start_fanout_process,
     varied_alerts,
     wait_caught_up,
     without_case_ref,
@@ -176,22 +174,8 @@ async def test_a_fanout_refuses_an_audit_topic_without_a_partition_per_shard(
 
 
 def _start(settings: BusSettings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "BUS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "BUS_KEYS_DIR": str(settings.keys_dir),
-        "BUS_TOPIC_PREFIX": settings.topic_prefix,
-        "BUS_AGREEMENTS": str(settings.agreements),
-        "BUS_LOG_FORMAT": "json",
-        "BUS_SESSION_TIMEOUT_MS": "6000",
-        "BUS_FANOUT_METRICS_PORT": "0",  # two instances on one machine: no fixed port
-        "PYTHONPATH": str(REPO),
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bus", "fanout", "run"], env=env, cwd=REPO,
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    """An instance that the group gives up on 6 s after it stops answering."""
+    return start_fanout_process(settings, log, BUS_SESSION_TIMEOUT_MS="6000")
 
 
 def _events(log: Path, event: str) -> list[dict[str, object]]:
@@ -213,7 +197,9 @@ async def test_a_frozen_instance_is_fenced_and_its_late_writes_never_show(
     frozen = False
     try:
         await _wait(lambda: bool(_events(logs["zombie"], "fanout_ready")), "the first instance")
-        procs["successor"] = _start(env, logs["successor"])
+        procs["successor"] = start_fanout_process(
+            env, logs["successor"], BUS_SESSION_TIMEOUT_MS="6000"
+        )
 
         def readies(name: str) -> list[list[int]]:
             return [list(e["shards"]) for e in _events(logs[name], "fanout_ready")]  # type: ignore[call-overload]
