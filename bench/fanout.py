@@ -20,7 +20,10 @@ separate process sends at --rate alerts/s, paced by the clock, the records ``Pub
 (encoded and signed beforehand, to keep that process light), and reads the output
 ``read_committed`` (for the fan-out: the last partner's inbox, a redacted one in the redact
 variant); latency runs from just before the send to the record decoded with ``AlertCodec``. The
-load generator has its own process so that the forwarder's CPU use does not delay its clock.
+first --warmup-seconds of alerts, offered at the same rate, are not measured: latency is the
+steady state's, not a fresh producer's first transactions. The load generator has its own
+process so that the forwarder's CPU use does not delay its clock. Both forwarders' transactional
+producers have no linger (they hand whole batches over and wait for them).
 
 Soak (``--soak [N]``, N = 1,000,000 unless given; nothing else is measured then): one
 ``FanoutService`` (variant ``plain``, ten partners) runs in a process of its own that does
@@ -247,7 +250,11 @@ class RawForwarder:
 
     async def run(self) -> None:
         s = self.settings
-        producer = make_producer(s, transactional_id=self.group_id, client_suffix="bench-raw")
+        # Configured as the fan-out's producer is: no linger (a transaction is waited for).
+        producer = make_producer(
+            s.model_copy(update={"linger_ms": 0}), transactional_id=self.group_id,
+            client_suffix="bench-raw",
+        )  # fmt: skip
         consumer = make_consumer(s, group_id=self.group_id, client_suffix="bench-raw")
         try:
             await bounded(producer.start(), s.connect_timeout_ms, "Starting the raw producer")
@@ -441,6 +448,7 @@ async def latency(
     read_topic: str,
     rate: float,
     seconds: float,
+    warmup: float,
 ) -> Latency:
     params = {
         "bootstrap": settings.bootstrap_servers,
@@ -449,6 +457,7 @@ async def latency(
         "topic": read_topic,
         "rate": rate,
         "seconds": seconds,
+        "warmup": warmup,
     }
     async with running(kind, settings, agreements) as sut:
         proc = await asyncio.create_subprocess_exec(
@@ -459,7 +468,7 @@ async def latency(
             stdout=asyncio.subprocess.PIPE,
         )
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), seconds + 120)
+            out, _ = await asyncio.wait_for(proc.communicate(), warmup + seconds + 120)
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -478,7 +487,10 @@ async def load_process(p: dict[str, Any]) -> None:
         bootstrap_servers=p["bootstrap"], keys_dir=Path(p["keys"]), topic_prefix=p["prefix"]
     )
     rate, n = float(p["rate"]), int(p["rate"] * p["seconds"])
-    alerts, warmup = bench_alerts(n), bench_alerts(len(ALERT_TYPES))
+    # The first ``w`` alerts warm the path up at the offered rate and are not measured: a
+    # producer's first transactions and a consumer's first fetches are slower than the rest.
+    w = int(rate * p["warmup"])
+    alerts, warmup = bench_alerts(w + n), bench_alerts(len(ALERT_TYPES))
     codec = AlertCodec(SchemaRegistry.load(settings.schemas_dir))
     sent: dict[str, float] = {}
     got: dict[str, float] = {}
@@ -512,19 +524,21 @@ async def load_process(p: dict[str, Any]) -> None:
     async def pace(producer: Any) -> None:
         futures = []
         t0 = time.perf_counter()
-        state["first"] = t0
-        i = 0
-        while i < n:
-            due = min(n, int((time.perf_counter() - t0) * rate) + 1)
+        i, total = 0, w + n
+        while i < total:
+            due = min(total, int((time.perf_counter() - t0) * rate) + 1)
             while i < due:
                 alert_type, key, value, headers = records[i]
                 now = time.perf_counter()
-                state["lag"] = max(state["lag"], now - (t0 + i / rate))
-                sent[ids[i]] = now
+                if i >= w:  # measured
+                    if i == w:
+                        state["first"] = now
+                    state["lag"] = max(state["lag"], now - (t0 + i / rate))
+                    sent[ids[i]] = now
                 topic = settings.topics.ingress(ORIGIN, alert_type)
                 futures.append(await producer.send(topic, key=key, value=value, headers=headers))
                 i += 1
-            if i < n:
+            if i < total:
                 await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
         state["last"] = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*futures), 60)
@@ -866,6 +880,12 @@ async def main() -> None:
         "--rate", type=float, default=500.0, help="offered alerts/s (latency, soak)"
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="latency run length")
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=3.0,
+        help="latency: alerts offered at --rate for this long first, not measured",
+    )
     parser.add_argument("--partners", type=int, default=10)
     parser.add_argument("--variants", default="plain,redact", help="plain, redact or both")
     parser.add_argument(
@@ -964,7 +984,13 @@ async def main() -> None:
             # The designated partner: the last one (redacted in the redact variant).
             topic = lat[kind].topics.inbox(partners[-1])
             lats = await latency(
-                "raw" if kind == "raw" else "fanout", lat[kind], a, topic, args.rate, args.seconds
+                "raw" if kind == "raw" else "fanout",
+                lat[kind],
+                a,
+                topic,
+                args.rate,
+                args.seconds,
+                args.warmup_seconds,
             )
             rows[kind] = (rate, lats)
             print(
