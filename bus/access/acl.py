@@ -19,7 +19,9 @@ Principals, each a SCRAM user named ``<topic prefix><id>``:
 - **the fan-out** ``fanout`` reads ``ingress.``, writes ``partner.``, ``bus.dlq``, reads and
   writes ``bus.audit`` and ``bus.fanout.state`` (it restores from them), reads
   ``bus.fanout.shards`` (its instances share the shards through it), uses its groups
-  ``bus-fanout`` and ``bus-fanout-shards`` and transactional ids ``bus-fanout-shard-<k>``;
+  ``bus-fanout`` and ``bus-fanout-shards`` and transactional ids ``bus-fanout-shard-<k>`` and
+  ``bus-fanout-shard-<k>-2`` (two producers per shard taking turns; allowed by the prefix
+  ``bus-fanout-``);
 - **the joint index** ``index`` reads ``ingress.`` (read_committed, offsets kept in its own
   database: no group) and each requester's ``lookup.<id>.requests`` in its group
   ``bus-index-lookups``; with its transactional ids ``bus-index-lookups`` and

@@ -1,16 +1,21 @@
-"""One fan-out shard: its ingress partitions, its transactional id and its audit chain.
+"""One fan-out shard: its ingress partitions, its transactional ids and its audit chain.
 
 Shard ``k`` of ``S`` holds partition ``p`` of every ingress topic where ``p % S == k``. Keying
 on the partition number alone, not on the topic, keeps an alert and its follow-ups on one shard
 even across alert types: a follow-up is keyed like the alert it follows up, and the same key
 lands on the same partition number of every topic with the same partition count.
 
-Each shard writes with its own transactional id (``bus-fanout-shard-<k>``) and its own audit
-chain (``chain`` k, in partition k of ``bus.audit``). Starting a session fences whatever
-instance held the shard before (its open transaction is aborted, its late writes refused), and
-only then restores the chain head and the delivery state from what was committed. A session
-starts only while the instance's membership of the shards group still holds the shard, so a
-zombie woken up late neither routes nor fences its successor.
+Each shard writes with transactional ids of its own (``bus-fanout-shard-<k>`` and
+``bus-fanout-shard-<k>-2``, two producers taking turns) and its own audit chain (``chain`` k, in
+partition k of ``bus.audit``). Two producers, because for a moment after a commit the broker
+still writes the transaction's markers, and a producer beginning its next transaction meanwhile
+is told to retry (CONCURRENT_TRANSACTIONS): back to back, nearly every transaction would wait
+aiokafka's 20 ms back-off. Transactions still follow one another, whichever producer writes.
+
+Starting a session fences whatever instance held the shard before (its open transactions are
+aborted, its late writes refused), and only then restores the chain head and the delivery state
+from what was committed. A session starts only while the instance's membership of the shards
+group still holds the shard, so a zombie woken up late neither routes nor fences its successor.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class ShardWorker:
         self.service = service
         self.shard, self.shards = shard, shards
         self.transactional_id = f"{service.settings.topic_prefix}bus-fanout-shard-{shard}"
+        #: The ids of the shard's two producers, which take turns (see the module's docstring).
+        self.transactional_ids = (self.transactional_id, f"{self.transactional_id}-2")
+        self._turn = 0
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._chain = AuditChain(chain=shard)
@@ -108,18 +116,22 @@ class ShardWorker:
         service, s = self.service, self.service.settings
         # No linger: a transaction hands the producer whole batches (``send_batch``) and then
         # waits for them, so lingering would only add its milliseconds to every alert's latency.
-        producer = make_producer(s.model_copy(update={"linger_ms": 0}),
-                                 transactional_id=self.transactional_id,
-                                 client_suffix=f"fanout-shard-{self.shard}")  # fmt: skip
+        producers = [
+            make_producer(s.model_copy(update={"linger_ms": 0}), transactional_id=tid,
+                          client_suffix=f"fanout-shard-{self.shard}")
+            for tid in self.transactional_ids
+        ]  # fmt: skip
         consumer: AIOKafkaConsumer | None = None
         try:
-            # Starting the transactional producer fences any older holder of this shard and
-            # aborts its open transaction, so what we restore below is final.
+            # Starting the transactional producers fences any older holder of this shard and
+            # aborts its open transactions, so what we restore below is final.
             clock = asyncio.get_running_loop().time
             started = clock()
-            await bounded(producer.start(), s.connect_timeout_ms, "Starting the fan-out producer")
+            for producer in producers:
+                await bounded(producer.start(), s.connect_timeout_ms,
+                              "Starting the fan-out producer")  # fmt: skip
             await self._restore(started)
-            await self._warm_up(producer)
+            await self._warm_up(producers)
             self._log.info("fanout_restored", transactional_id=self.transactional_id,
                            alerts_known=len(service.routed),
                            audit_next_index=self._chain.next_index,
@@ -151,13 +163,13 @@ class ShardWorker:
                     timeout_error=KafkaError,
                 )  # fmt: skip
                 if batch:
-                    await self._process(producer, batch)
+                    await self._process(producers, batch)
                     last_progress = loop.time()
         finally:
             self.ready.clear()
             if consumer is not None:
                 service.metrics.unfollow(consumer)
-            for client in (consumer, producer):
+            for client in (consumer, *producers):
                 if client is not None:
                     problem = await stop_client(client, s.request_timeout_ms)
                     if problem:
@@ -169,19 +181,20 @@ class ShardWorker:
         self._chain = await restorer.chain(self.shard)
         await service.restore_routed(since=fenced_at)
 
-    async def _warm_up(self, producer: AIOKafkaProducer) -> None:
+    async def _warm_up(self, producers: list[AIOKafkaProducer]) -> None:
         """Learn every output topic's partitions now, in one go, not topic by topic mid-batch."""
         names = self.service.names
         topics = [names.inbox(p) for p in self.service.agreements.partners]
         topics += [names.audit, names.fanout_state, names.dlq]
         found = await bounded(
-            asyncio.gather(*(producer.partitions_for(t) for t in topics)),
+            asyncio.gather(*(p.partitions_for(t) for t in topics for p in producers)),
             self.service.settings.request_timeout_ms,
             "Reading the partitions of the output topics (a missing partner inbox? run "
             "`bus topics apply`)",
             timeout_error=KafkaError,
         )  # fmt: skip
-        self._partitions = {t: sorted(ps) for t, ps in zip(topics, found, strict=True)}
+        self._partitions = {t: sorted(ps) for t, ps in zip(topics, found[:: len(producers)],
+                                                             strict=True)}  # fmt: skip
 
     async def _check_not_stalled(
         self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
@@ -230,23 +243,27 @@ class ShardWorker:
     # -- one batch, one or more transactions -----------------------------------------------
 
     async def _process(
-        self, producer: AIOKafkaProducer, batch: dict[TopicPartition, list[ConsumerRecord]]
+        self, producers: list[AIOKafkaProducer], batch: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
         """Route a fetched batch: one transaction, and one of its own for each suspect alert."""
         group: list[ConsumerRecord] = []
         for records in batch.values():
             for record in records:
                 if _position(record) in self._suspects:
-                    await self._transact(producer, group)
-                    await self._transact(producer, [record])
+                    await self._transact(producers, group)
+                    await self._transact(producers, [record])
                     group = []
                 else:
                     group.append(record)
-        await self._transact(producer, group)
+        await self._transact(producers, group)
 
-    async def _transact(self, producer: AIOKafkaProducer, records: list[ConsumerRecord]) -> None:
+    async def _transact(
+        self, producers: list[AIOKafkaProducer], records: list[ConsumerRecord]
+    ) -> None:
         if not records:
             return
+        producer = producers[self._turn]
+        self._turn = (self._turn + 1) % len(producers)
         service = self.service
         routed = service.routed.overlay()
         chain = self._chain.copy()
