@@ -109,6 +109,9 @@ class FanoutService:
         self._members: AIOKafkaConsumer | None = None  # the membership consumer, in a session
         self._shards = 0
         self._owned: set[int] | None = None  # None until the group first assigned shards
+        #: What a rebalance found wrong, raised by the membership loop: a changed shard layout
+        #: stops the service, a Kafka error restarts the membership.
+        self._fault: Exception | None = None
         self._workers: dict[int, tuple[ShardWorker, asyncio.Task[None]]] = {}
         self._restore: tuple[float, asyncio.Task[Routed]] | None = None
         self._started: dict[int, float] = {}  # when each shard's worker last started
@@ -188,6 +191,9 @@ class FanoutService:
                               s.publish_timeout_ms + 2 * s.request_timeout_ms,
                               "Polling the fan-out shards group",
                               timeout_error=KafkaError)  # fmt: skip
+                if self._fault is not None:
+                    fault, self._fault = self._fault, None
+                    raise fault
                 self._check_workers()
         finally:
             await self._release(set(self._workers))
@@ -218,6 +224,28 @@ class FanoutService:
                 f"{shards_topic} and recreate it with {chains} partition(s)."
             )
         return shards
+
+    async def check_layout(self, consumer: AIOKafkaConsumer, assigned: set[int]) -> bool:
+        """Whether the shards are still the ``S`` this instance started with, asked of the
+        cluster now (a rebalance is when another instance may have started with another S).
+
+        Instances that disagree on S would map an ingress partition to different shards, and
+        route it twice. So an instance that finds S changed takes no shard and stops, naming
+        the change; started again, each instance reads the new S.
+        """
+        layout = await topic_partitions(consumer, self.settings.request_timeout_ms)
+        now = len(layout.get(self.names.fanout_shards, ()))
+        if now == self._shards and all(k < self._shards for k in assigned):
+            return True
+        self._fault = BusError(
+            f"{self.names.fanout_shards} now has {now} partition(s); this fan-out instance "
+            f"started with {self._shards}, and instances that count different shards would "
+            "route some alerts twice. It took no shard and stops: stop every fan-out "
+            f"instance, give {self.names.audit} as many partitions as {self.names.fanout_shards} "
+            "(one audit chain per shard), and start them again."
+        )
+        self.log.error("fanout_shard_layout_changed", shards_now=now, shards_started=self._shards)
+        return False
 
     def _check_workers(self) -> None:
         """A shard that ended on an error that is not Kafka's ends the service with it. One
@@ -313,8 +341,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._service._release({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if self._service._members is self._consumer:
-            self._service._take({tp.partition for tp in assigned})
+        service, shards = self._service, {tp.partition for tp in assigned}
+        if service._members is not self._consumer:
+            return
+        try:
+            if await service.check_layout(self._consumer, shards):
+                service._take(shards)
+        except Exception as exc:  # aiokafka would only log it; the membership loop raises it
+            service._fault = exc
 
 
 def _from_aiokafka(exc: BaseException) -> bool:

@@ -170,6 +170,37 @@ async def test_a_fanout_refuses_an_audit_topic_without_a_partition_per_shard(
         await asyncio.wait_for(service.run(), 60)
 
 
+async def test_an_instance_stops_when_the_shard_count_changes_under_it(env: BusSettings) -> None:
+    # Instances counting different shards would map an ingress partition to two shards and
+    # route it twice: the one that started with the old count takes no shard and stops.
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+
+    old = FanoutService(env, agreements=AGREEMENTS)
+    old_run = asyncio.create_task(old.run())
+    await old.wait_ready(120)
+    assert old.shards == [0, 1, 2]
+    admin = AIOKafkaAdminClient(bootstrap_servers=env.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_partitions(
+            {t: NewPartitions(total_count=4) for t in (env.topics.fanout_shards, env.topics.audit)}
+        )
+    finally:
+        await admin.close()
+    new = FanoutService(env, agreements=AGREEMENTS)
+    new_run = asyncio.create_task(new.run())
+    try:
+        with pytest.raises(BusError, match=r"now has 4 partition\(s\); this fan-out instance "
+                           r"started with 3"):  # fmt: skip
+            await asyncio.wait_for(old_run, 120)
+        # Once the old instance has left the group, the new one holds all four shards.
+        await _wait(lambda: new.shards == [0, 1, 2, 3], "the new instance holding 4 shards")
+        await new.wait_ready(120)
+    finally:
+        new.stop()
+        await asyncio.wait_for(new_run, 60)
+
+
 # -- a zombie ------------------------------------------------------------------------------
 
 
