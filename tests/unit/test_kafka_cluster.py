@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import stat
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bus import BusSettings, KafkaLocalError
 from bus.kafka.cluster import ClusterNode, LocalCluster, cluster_node_count, node_ports
@@ -56,9 +60,81 @@ def test_a_two_node_cluster_replicates_twice_and_needs_one(tmp_path: Path) -> No
     assert props["min.insync.replicas"] == "1"
 
 
-def test_a_secure_cluster_is_refused_with_the_way_out(tmp_path: Path) -> None:
-    with pytest.raises(KafkaLocalError, match=r"secure local cluster is not supported.*--secure"):
-        LocalCluster(_settings(tmp_path, kafka_secure=True), nodes=3)
+def _secure_nodes(tmp_path: Path) -> list[ClusterNode]:
+    settings = _settings(tmp_path / "kafka", kafka_secure=True,
+                         credentials_dir=tmp_path / "credentials")  # fmt: skip
+    nodes = LocalCluster(settings, nodes=3).nodes
+    for node in nodes:
+        node.prepare_security()
+    return nodes
+
+
+def test_every_secure_node_takes_sasl_ssl_logins_on_its_own_ports(tmp_path: Path) -> None:
+    props = [node._properties() for node in _secure_nodes(tmp_path)]
+
+    assert [p["listeners"] for p in props] == [
+        f"CLIENT://127.0.0.1:{19092 + i},CONTROLLER://127.0.0.1:{19095 + i}" for i in range(3)
+    ]
+    assert [p["advertised.listeners"] for p in props] == [
+        f"CLIENT://127.0.0.1:{19092 + i}" for i in range(3)
+    ]
+    for p in props:
+        assert p["listener.security.protocol.map"] == "CLIENT:SASL_SSL,CONTROLLER:SASL_PLAINTEXT"
+        assert p["inter.broker.listener.name"] == "CLIENT"
+        assert p["authorizer.class.name"].endswith("StandardAuthorizer")
+        assert p["allow.everyone.if.no.acl.found"] == "false"
+        assert p["controller.quorum.voters"] == props[0]["controller.quorum.voters"]
+
+
+def test_secure_nodes_share_their_logins_to_each_other_and_one_ca(tmp_path: Path) -> None:
+    props = [node._properties() for node in _secure_nodes(tmp_path)]
+
+    # Each node logs in to the others' brokers and controllers: the same passwords everywhere.
+    shared = (
+        "listener.name.client.scram-sha-512.sasl.jaas.config",
+        "listener.name.controller.plain.sasl.jaas.config",
+        "ssl.truststore.location",
+    )
+    for key in shared:
+        assert len({p[key] for p in props}) == 1, key
+    assert props[0]["ssl.truststore.location"] == str(tmp_path / "kafka" / "tls" / "ca.pem")
+    # …and the controller's password stays the same when a node restarts (a new config).
+    again = _secure_nodes(tmp_path)[1]._properties()
+    key = "listener.name.controller.plain.sasl.jaas.config"
+    assert again[key] == props[1][key]
+
+
+def test_each_secure_node_has_its_own_certificate_for_its_address_signed_by_the_ca(
+    tmp_path: Path,
+) -> None:
+    nodes = _secure_nodes(tmp_path)
+    ca = x509.load_pem_x509_certificate((tmp_path / "kafka" / "tls" / "ca.pem").read_bytes())
+    leaves = []
+    for node in nodes:
+        store = Path(node._properties()["ssl.keystore.location"])
+        assert store == tmp_path / "kafka" / f"node-{node.node_id}" / "tls" / "broker.pem"
+        assert stat.S_IMODE(store.stat().st_mode) == 0o600
+        leaf, chain_ca = x509.load_pem_x509_certificates(store.read_bytes())
+        leaf.verify_directly_issued_by(ca)
+        assert chain_ca == ca
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        host = node.bootstrap_servers.rpartition(":")[0]
+        assert ipaddress.ip_address(host) in names.get_values_for_type(x509.IPAddress)
+        leaves.append(
+            leaf.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        )
+    assert len(set(leaves)) == 3, "every node has a key of its own"
+
+
+def test_a_plain_cluster_refuses_to_start_secure_on_its_data(tmp_path: Path) -> None:
+    node = LocalCluster(_settings(tmp_path), nodes=3).nodes[0]
+    (node.data_dir / "logs").mkdir(parents=True)
+    (node.data_dir / "logs" / "meta.properties").write_text("formatted")
+    (node.data_dir / "security").write_text("plain\n")
+    secure = LocalCluster(_settings(tmp_path, kafka_secure=True,
+                                    credentials_dir=tmp_path / "credentials"), nodes=3)  # fmt: skip
+    with pytest.raises(KafkaLocalError, match=r"node-1 was formatted plain.*asks for a secure"):
+        secure.nodes[0].prepare_security()
 
 
 def test_one_node_is_not_a_cluster(tmp_path: Path) -> None:
