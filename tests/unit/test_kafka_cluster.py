@@ -11,6 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bus import BusSettings, KafkaLocalError
+from bus.admin import topic_replication
+from bus.errors import KafkaError
+from bus.kafka.admin import Admin, ClusterReplication
 from bus.kafka.cluster import ClusterNode, LocalCluster, cluster_node_count, node_ports
 from bus.topics import TopicNames, bus_topic_specs, replication_for
 
@@ -183,3 +186,63 @@ def test_every_bus_topic_carries_its_min_insync_replicas() -> None:
     assert by_name["lookup.europol.requests"].partitions == 3
     assert by_name["lookup.europol.answers"].partitions == 3
     assert by_name["bus.audit.lookups"].partitions == 1  # one hash chain, one order
+
+
+def _cluster(up: int, factor: int | None, min_isr: int | None) -> ClusterReplication:
+    return ClusterReplication(tuple(range(1, up + 1)), factor, min_isr)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "expected"),
+    [
+        (_cluster(3, 3, 2), (3, 2)),
+        (_cluster(2, 3, 2), (3, 2)),  # one node of three down: still three replicas
+        (_cluster(1, 3, None), (3, 2)),
+        (_cluster(3, 3, 3), (3, 3)),  # never below the cluster's own minimum
+        (_cluster(1, None, None), (1, 1)),  # a single broker that states no factor
+        (_cluster(5, None, None), (3, 2)),  # none stated: what the brokers up can give
+        (_cluster(2, 2, 1), (2, 1)),
+    ],
+)
+def test_topics_get_the_replication_the_cluster_is_configured_for(
+    cluster: ClusterReplication, expected: tuple[int, int]
+) -> None:
+    assert topic_replication(cluster) == expected
+
+
+def test_a_minimum_above_the_factor_is_refused_with_the_way_out() -> None:
+    with pytest.raises(KafkaError, match=r"min.insync.replicas 2, more than the 1 replica.*"
+                       r"BUS_TOPIC_REPLICATION_FACTOR"):  # fmt: skip
+        topic_replication(_cluster(1, None, 2))
+
+
+def _admin_seeing(monkeypatch: pytest.MonkeyPatch, *answers: list[int]) -> Admin:
+    """An Admin whose cluster metadata names the brokers of ``answers`` in turn (the last
+    one from then on), so that its waiting can be seen without a broker."""
+    admin = Admin(BusSettings(connect_timeout_ms=1500))
+    seen = iter(answers)
+
+    async def brokers_up() -> list[int]:
+        return next(seen, answers[-1])
+
+    monkeypatch.setattr(admin, "_brokers_up", brokers_up)
+    return admin
+
+
+async def test_creating_topics_with_too_few_brokers_up_waits_then_refuses_naming_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = _admin_seeing(monkeypatch, [1, 3])
+    expected = (
+        r"2 topic\(s\) to create \(the first a\) need 3 replicas, but only 2 broker\(s\) "
+        r"are up \(ids 1, 3\) after waiting 1500 ms; created now they would be under-replicated"
+    )
+    with pytest.raises(KafkaError, match=expected):
+        await admin.wait_for_brokers(3, ["a", "b"])
+
+
+async def test_creating_topics_goes_on_once_the_missing_broker_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = _admin_seeing(monkeypatch, [1, 3], [1, 2, 3])
+    await admin.wait_for_brokers(3, ["a"])  # returns instead of raising
