@@ -114,7 +114,7 @@ def kafka_start(
     """Fetch (once), format (once) and start the local broker; print its bootstrap address.
 
     With --secure, print instead the `export` lines that make this machine's CLI act as the
-    broker's administrator: eval "$(bus kafka start --secure)".
+    broker's (or the cluster's) administrator: eval "$(bus kafka start --secure [--nodes 3])".
     """
     from bus.kafka.local import LocalKafka
 
@@ -261,7 +261,11 @@ def schemas_check() -> None:
 
 @topics_app.command("apply")
 def topics_apply() -> None:
-    """Create, idempotently, every topic of the bus and publish the schemas to bus.schemas."""
+    """Create, idempotently, every topic of the bus and publish the schemas to bus.schemas.
+
+    Topics get the replication the cluster is configured for; with fewer brokers up than that,
+    it waits for them (BUS_CONNECT_TIMEOUT_MS), then refuses rather than under-replicate.
+    """
     from bus.admin import apply_topics
 
     created, total = _run(lambda: apply_topics(_settings()))
