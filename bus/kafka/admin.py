@@ -79,10 +79,6 @@ class Admin:
         )  # fmt: skip
         return set(topics)
 
-    async def broker_count(self) -> int:
-        """How many brokers the cluster has now (its metadata, one request)."""
-        return len(await self._brokers_up())
-
     async def _brokers_up(self) -> list[int]:
         """The ids of the brokers serving now: the metadata leaves out a fenced broker."""
         cluster = await bounded(
