@@ -173,7 +173,9 @@ class Admin:
 
         Returns once every partition of every topic created has a leader: a client that
         produces to a topic before that gets "not found in cluster metadata" and
-        ``NotLeaderForPartitionError`` and retries, noisily.
+        ``NotLeaderForPartitionError`` and retries, noisily. Creates nothing while fewer brokers
+        are up than a topic's replicas (``wait_for_brokers``): Kafka would refuse the topic, or
+        worse, a caller would pick fewer replicas from what it sees.
         """
         specs = list(specs)
         existing = await self.list_topics()
