@@ -9,6 +9,7 @@ from typing import Any
 from bus.agreements import Agreements, load_agreements
 from bus.errors import BusError, KafkaError
 from bus.kafka import Admin, bounded, make_producer, read_to_end, stop_client
+from bus.kafka.admin import ClusterReplication
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from bus.topics import bus_topic_specs, replication_for
@@ -28,7 +29,9 @@ async def apply_topics(
 
     Partner inboxes are created for ``partners``, or by default for every partner of the
     agreements file (``BUS_AGREEMENTS``) when it exists. Topics get the replication the
-    cluster can give (``replication_for``) unless ``BUS_TOPIC_REPLICATION_FACTOR`` is set.
+    cluster is configured for (``topic_replication``) unless ``BUS_TOPIC_REPLICATION_FACTOR``
+    is set; with fewer brokers up than that, it waits for them (``BUS_CONNECT_TIMEOUT_MS``),
+    then refuses, naming how many are up and how many are needed.
     Returns once every partition of the topics created has a leader serving it, and the
     fan-out's consumer groups a coordinator, so that nothing started next meets a cluster still
     settling (and its client's retry warnings).
@@ -76,16 +79,16 @@ async def ensure_index_topics(settings: BusSettings, agreements: Agreements) -> 
         existing = await admin.list_topics()
         if wanted <= set(existing):
             return []
-        replicas, min_isr = await _replication(settings, admin)
-        specs = bus_topic_specs(
-            names, countries=(), alert_types=(), partners=agreements.lookup_owners,
-            requesters=requesters, partitions=settings.topic_partitions,
-            replication_factor=replicas, min_insync_replicas=min_isr,
-            ingress_retention_ms=settings.ingress_retention_ms,
-            dlq_retention_ms=settings.dlq_retention_ms,
-            audit_retention_ms=settings.audit_retention_ms,
-        )  # fmt: skip
         try:
+            replicas, min_isr = await _replication(settings, admin)
+            specs = bus_topic_specs(
+                names, countries=(), alert_types=(), partners=agreements.lookup_owners,
+                requesters=requesters, partitions=settings.topic_partitions,
+                replication_factor=replicas, min_insync_replicas=min_isr,
+                ingress_retention_ms=settings.ingress_retention_ms,
+                dlq_retention_ms=settings.dlq_retention_ms,
+                audit_retention_ms=settings.audit_retention_ms,
+            )  # fmt: skip
             return await admin.ensure_topics(s for s in specs if s.name in wanted)
         except KafkaError as exc:
             if not settings.principal:
@@ -99,8 +102,36 @@ async def ensure_index_topics(settings: BusSettings, agreements: Agreements) -> 
 
 
 async def _replication(settings: BusSettings, admin: Admin) -> tuple[int, int]:
-    brokers = await admin.broker_count() if settings.topic_replication_factor is None else 0
-    return replication_for(brokers, settings.topic_replication_factor)
+    if settings.topic_replication_factor is not None:
+        return replication_for(0, settings.topic_replication_factor)
+    return topic_replication(await admin.replication())
+
+
+def topic_replication(cluster: ClusterReplication) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of the bus's topics on ``cluster``.
+
+    The factor is the one the cluster is configured for (``default.replication.factor``), not
+    the number of brokers that happen to be up: with one node of three down, topics still get
+    three replicas (``Admin.ensure_topics`` waits for the node, or refuses). Only a cluster that
+    states no factor gets ``min(3, brokers up)``. ``min.insync.replicas`` is 2 from three
+    replicas on, never below the cluster's own, and never above the factor (a topic nobody
+    could write to with acks=all).
+    """
+    if cluster.default_replication_factor is not None:
+        replicas = cluster.default_replication_factor
+    else:
+        replicas, _ = replication_for(len(cluster.brokers_up))
+    _, min_isr = replication_for(0, replicas)
+    min_isr = max(min_isr, cluster.min_insync_replicas or 1)
+    if min_isr > replicas:
+        raise KafkaError(
+            f"The cluster asks for min.insync.replicas {min_isr}, more than the {replicas} "
+            "replica(s) its topics would get (default.replication.factor "
+            f"{cluster.default_replication_factor or 'unset'}, {len(cluster.brokers_up)} "
+            "broker(s) up): no acks=all write could succeed. Set BUS_TOPIC_REPLICATION_FACTOR "
+            f"to {min_isr} or more, or the cluster's default.replication.factor"
+        )
+    return replicas, min_isr
 
 
 async def publish_schemas(settings: BusSettings, registry: SchemaRegistry) -> int:

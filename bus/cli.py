@@ -3,6 +3,7 @@
 bus kafka start                       # local single-node broker (no Docker needed)
 bus kafka start --nodes 3             # local three-node cluster (RF 3, min ISR 2)
 bus kafka start --secure              # … with TLS, SCRAM logins and ACLs; prints `export` lines
+bus kafka start --secure --nodes 3    # a secure three-node cluster; prints `export` lines
 bus access apply                      # users and ACLs on the broker follow the agreements file
 bus access kit europol --out kit/     # what a partner needs to connect with any Kafka client
 bus keys generate rs                  # keys/rs.key (0600) and keys/rs.pub
@@ -113,7 +114,7 @@ def kafka_start(
     """Fetch (once), format (once) and start the local broker; print its bootstrap address.
 
     With --secure, print instead the `export` lines that make this machine's CLI act as the
-    broker's administrator: eval "$(bus kafka start --secure)".
+    broker's (or the cluster's) administrator: eval "$(bus kafka start --secure [--nodes 3])".
     """
     from bus.kafka.local import LocalKafka
 
@@ -152,7 +153,13 @@ def _cluster_start(settings: BusSettings, nodes: int) -> None:
     for node in status.nodes:
         note = "started" if node.node_id in down else "already running"
         err.print(f"node {node.node_id}: {note} (pid {node.pid}) on {node.bootstrap_server}")
-    out.print(status.bootstrap_servers, highlight=False)
+    if status.client_config is None:
+        out.print(status.bootstrap_servers, highlight=False)
+        return
+    err.print(f"SASL_SSL on {status.bootstrap_servers}; the administrator's credentials are in "
+              f"{status.client_config} (mode 0600). To act as the administrator:")  # fmt: skip
+    out.print(f"export BUS_CLIENT_CONFIG={status.client_config}", highlight=False)
+    out.print(f"export BUS_CREDENTIALS_DIR={settings.credentials_dir}", highlight=False)
 
 
 def _ids(ids: list[int]) -> str:
@@ -169,8 +176,7 @@ def kafka_stop() -> None:
     stopped = LocalKafka(settings).stop()
     nodes = cluster_node_count(settings.kafka_data_dir)
     if nodes is not None:
-        plain = settings.model_copy(update={"kafka_secure": False})  # a cluster is never secure
-        stopped = LocalCluster(plain, nodes=nodes).stop() or stopped
+        stopped = LocalCluster(settings, nodes=nodes).stop() or stopped
     err.print("Kafka stopped." if stopped else "Kafka was not running.")
 
 
@@ -199,10 +205,13 @@ def kafka_status() -> None:
 def _cluster_status(settings: BusSettings, nodes: int) -> None:
     from bus.kafka.cluster import LocalCluster
 
-    cluster = LocalCluster(settings.model_copy(update={"kafka_secure": False}), nodes=nodes)
+    cluster = LocalCluster(settings, nodes=nodes)
     status = cluster.status()
     live = sum(node.running for node in status.nodes)
-    out.print(f"kafka {status.version}: cluster of {nodes} nodes, {live} running", highlight=False)
+    state = f"cluster of {nodes} nodes, {live} running"
+    if status.secure:
+        state += f", secure (administrator: {status.client_config})"
+    out.print(f"kafka {status.version}: {state}", highlight=False)
     for node in status.nodes:
         state = f"running (pid {node.pid})" if node.running else "stopped"
         out.print(f"node {node.node_id}: {state} on {node.bootstrap_server}", highlight=False)
@@ -252,7 +261,11 @@ def schemas_check() -> None:
 
 @topics_app.command("apply")
 def topics_apply() -> None:
-    """Create, idempotently, every topic of the bus and publish the schemas to bus.schemas."""
+    """Create, idempotently, every topic of the bus and publish the schemas to bus.schemas.
+
+    Topics get the replication the cluster is configured for; with fewer brokers up than that,
+    it waits for them (BUS_CONNECT_TIMEOUT_MS), then refuses rather than under-replicate.
+    """
     from bus.admin import apply_topics
 
     created, total = _run(lambda: apply_topics(_settings()))

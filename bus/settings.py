@@ -69,8 +69,9 @@ class BusSettings(BaseSettings):
 
     # Topics created by ``bus topics apply``.
     topic_partitions: int = Field(default=3, gt=0)
-    #: Unset: what the cluster can give, min(3, brokers), asked of the cluster by
-    #: ``bus topics apply``. ``min.insync.replicas`` is 2 from three replicas on, else 1.
+    #: Unset: the cluster's configured default.replication.factor (min(3, brokers up) when it
+    #: states none), asked of the cluster by ``bus topics apply``. ``min.insync.replicas`` is 2
+    #: from three replicas on, else 1, never below the cluster's (``bus.admin.topic_replication``).
     topic_replication_factor: int | None = Field(default=None, gt=0)
     ingress_retention_ms: int = Field(default=7 * 24 * 3600 * 1000)
     dlq_retention_ms: int = Field(default=30 * 24 * 3600 * 1000)

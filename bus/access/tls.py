@@ -4,6 +4,10 @@
     material.ca_cert        # ca.pem: what clients trust (``ssl.ca.location``)
     material.broker_store   # broker.pem: the broker's key and certificate chain (PEM key store)
 
+The nodes of a local cluster share one CA (clients trust one ``ca.pem`` whichever node they
+reach) and each holds a key and certificate of its own beside its data:
+``ensure_tls(cluster_dir / "tls", node_dir / "tls")``.
+
 Written with ``cryptography``, no keytool and no JKS. Keys are EC P-256: Java reads RSA and EC
 keys but not Ed25519, and it cannot read the encrypted PKCS#8 that ``cryptography`` writes, so
 private keys are stored unencrypted with mode 0600 in a directory of mode 0700. The broker
@@ -22,7 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bus.access.files import ensure_private_dir, write_private
+from bus.access.files import ensure_private_dir, read_private, write_private
+from bus.errors import ConfigError
 
 _CA_DAYS = 10 * 365
 _BROKER_DAYS = 2 * 365
@@ -39,7 +44,10 @@ _CA_USAGE = x509.KeyUsage(
 class TlsMaterial:
     """Where the CA certificate and the broker's PEM key store are."""
 
+    #: The CA's directory (``ca.pem``, ``ca.key``).
     directory: Path
+    #: The broker's own directory (``broker.pem``); the CA's when None (a lone broker).
+    broker_directory: Path | None = None
 
     @property
     def ca_cert(self) -> Path:
@@ -52,32 +60,50 @@ class TlsMaterial:
     @property
     def broker_store(self) -> Path:
         """The broker's private key followed by its certificate and the CA's (Kafka's PEM store)."""
-        return self.directory / "broker.pem"
+        return (self.broker_directory or self.directory) / "broker.pem"
 
     def exists(self) -> bool:
         return self.ca_cert.exists() and self.broker_store.exists()
 
 
-def ensure_tls(directory: Path) -> TlsMaterial:
-    """Create the CA and the broker certificate once; later calls return the same files."""
-    material = TlsMaterial(directory)
+def ensure_tls(directory: Path, broker_directory: Path | None = None) -> TlsMaterial:
+    """Create the CA (in ``directory``) and the broker certificate it signs (in
+    ``broker_directory``, by default the same) once; later calls return the same files."""
+    material = TlsMaterial(directory, broker_directory)
     ensure_private_dir(directory)
     if material.exists():
         return material
+    ca_key, ca_cert = _ensure_ca(material)
+    if not material.broker_store.exists():
+        ensure_private_dir(material.broker_store.parent)
+        broker_key = ec.generate_private_key(ec.SECP256R1())
+        broker_cert = _broker_certificate(broker_key, ca_key, ca_cert)
+        write_private(
+            material.broker_store,
+            _private_pem(broker_key)
+            + broker_cert.public_bytes(serialization.Encoding.PEM)
+            + ca_cert.public_bytes(serialization.Encoding.PEM),
+        )
+    return material
+
+
+def _ensure_ca(
+    material: TlsMaterial,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The CA's key and certificate: read back, or made once (``ca.pem`` last: its presence
+    says the CA is complete)."""
+    if material.ca_cert.exists() and material.ca_key.exists():
+        key = serialization.load_pem_private_key(
+            read_private(material.ca_key, "CA private key"), password=None
+        )
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigError(f"{material.ca_key} is not the EC P-256 key of the local CA")
+        return key, x509.load_pem_x509_certificate(material.ca_cert.read_bytes())
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _ca_certificate(ca_key)
-    broker_key = ec.generate_private_key(ec.SECP256R1())
-    broker_cert = _broker_certificate(broker_key, ca_key, ca_cert)
     write_private(material.ca_key, _private_pem(ca_key))
-    write_private(
-        material.broker_store,
-        _private_pem(broker_key)
-        + broker_cert.public_bytes(serialization.Encoding.PEM)
-        + ca_cert.public_bytes(serialization.Encoding.PEM),
-    )
-    # Written last: its presence says the set is complete.
     write_private(material.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
-    return material
+    return ca_key, ca_cert
 
 
 def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

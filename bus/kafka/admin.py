@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.errors import KafkaError as _AioKafkaError
 from aiokafka.protocol.offset import OffsetRequest
@@ -20,6 +22,18 @@ from bus.settings import BusSettings
 from bus.topics import TopicSpec
 
 _TOPIC_ALREADY_EXISTS = 36
+#: DescribeConfigs' source of a value nobody set (KIP-226).
+_DEFAULT_CONFIG = 5
+_REPLICATION = ("default.replication.factor", "min.insync.replicas")
+
+
+@dataclass(frozen=True)
+class ClusterReplication:
+    """The brokers up, and the replication the cluster is configured for (None: not stated)."""
+
+    brokers_up: tuple[int, ...]
+    default_replication_factor: int | None
+    min_insync_replicas: int | None
 
 
 class Admin:
@@ -65,13 +79,63 @@ class Admin:
         )  # fmt: skip
         return set(topics)
 
-    async def broker_count(self) -> int:
-        """How many brokers the cluster has now (its metadata, one request)."""
+    async def _brokers_up(self) -> list[int]:
+        """The ids of the brokers serving now: the metadata leaves out a fenced broker."""
         cluster = await bounded(
             self._client.describe_cluster(), self._settings.request_timeout_ms,
             "Describing the cluster", timeout_error=KafkaError,
         )  # fmt: skip
-        return len(cluster["brokers"])
+        return sorted(b["node_id"] for b in cluster["brokers"])
+
+    async def replication(self) -> ClusterReplication:
+        """The brokers up and the replication the cluster is configured for (one live broker's
+        ``default.replication.factor`` and ``min.insync.replicas``, None where Kafka's default)."""
+        up = await self._brokers_up()
+        if not up:
+            raise KafkaError("The cluster named no broker in its metadata; is it starting?")
+        resource = ConfigResource(
+            ConfigResourceType.BROKER, str(up[0]), dict.fromkeys(_REPLICATION)
+        )
+        [response] = await bounded(
+            self._client.describe_configs([resource]), self._settings.request_timeout_ms,
+            f"Reading the replication settings of broker {up[0]}", timeout_error=KafkaError,
+        )  # fmt: skip
+        [described] = response.to_object()["resources"]
+        if described["error_code"]:
+            raise KafkaError(
+                f"Reading the replication settings of broker {up[0]} failed: error "
+                f"{described['error_code']} {described['error_message'] or ''}".rstrip()
+            )
+        configured = {
+            e["config_names"]: int(e["config_value"])
+            for e in described["config_entries"]
+            if e.get("config_source", _DEFAULT_CONFIG) != _DEFAULT_CONFIG
+            and not e.get("is_default", False)
+        }
+        return ClusterReplication(
+            brokers_up=tuple(up),
+            default_replication_factor=configured.get("default.replication.factor"),
+            min_insync_replicas=configured.get("min.insync.replicas"),
+        )
+
+    async def wait_for_brokers(self, needed: int, topics: list[str]) -> None:
+        """Wait until ``needed`` brokers are up to hold ``topics``' replicas, at most
+        ``BUS_CONNECT_TIMEOUT_MS``; then refuse, rather than create them under-replicated."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.connect_timeout_ms / 1000
+        while len(up := await self._brokers_up()) < needed:
+            if loop.time() >= deadline:
+                raise KafkaError(
+                    f"{len(topics)} topic(s) to create (the first {topics[0]}) need {needed} "
+                    f"replicas, but only {len(up)} broker(s) are up (ids "
+                    f"{', '.join(map(str, up)) or 'none'}) after waiting "
+                    f"{self._settings.connect_timeout_ms} ms; created now they would be "
+                    "under-replicated. Start the missing broker(s) (for the local cluster `bus "
+                    "kafka start --nodes N` restarts a dead node) and run `bus topics apply` "
+                    "again, or set BUS_TOPIC_REPLICATION_FACTOR to create them with fewer "
+                    "replicas on purpose"
+                )
+            await asyncio.sleep(0.5)
 
     async def brokers(self) -> tuple[list[str], int | None]:
         """The cluster's brokers as ``host:port`` (by node id) and its controller's id."""
@@ -109,11 +173,17 @@ class Admin:
 
         Returns once every partition of every topic created has a leader: a client that
         produces to a topic before that gets "not found in cluster metadata" and
-        ``NotLeaderForPartitionError`` and retries, noisily.
+        ``NotLeaderForPartitionError`` and retries, noisily. Creates nothing while fewer brokers
+        are up than a topic's replicas (``wait_for_brokers``): Kafka would refuse the topic, or
+        worse, a caller would pick fewer replicas from what it sees.
         """
         specs = list(specs)
         existing = await self.list_topics()
         missing = [s for s in specs if s.name not in existing]
+        if missing:
+            await self.wait_for_brokers(
+                max(s.replication_factor for s in missing), [s.name for s in missing]
+            )
         created: list[str] = []
         # Small batches keep each CreateTopics request well inside the request timeout.
         for i in range(0, len(missing), 50):

@@ -16,6 +16,12 @@ them holds the node count and the cluster id all nodes were formatted with.
 Topics and the internal ones (``__consumer_offsets``, ``__transaction_state``) are replicated
 ``min(3, n)`` times, with ``min.insync.replicas`` 2 from three replicas on: with acks=all a write
 survives the loss of any one node of three.
+
+With ``BUS_KAFKA_SECURE`` every node has the single secure broker's listeners
+(``bus.kafka.secure``): SASL_SSL for clients and between brokers, a PLAIN login on the
+controller listener. The nodes share the CA and the broker's and controller's passwords, kept in
+the cluster's directory, and each has its own certificate; all of them are formatted with the
+same first SCRAM users (KIP-900), and the administrator's ``client.properties`` names every node.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 from bus.access.credentials import parse_properties
 from bus.errors import KafkaLocalError
 from bus.kafka.local import LocalKafka, _alive, _kafka_cluster_id
+from bus.kafka.secure import SecureBroker
 from bus.settings import BusSettings
 from bus.topics import replication_for
 
@@ -55,6 +62,9 @@ class ClusterStatus:
     bootstrap_servers: str
     data_dir: Path
     version: str
+    secure: bool = False
+    #: The administrator's client.properties (``BUS_CLIENT_CONFIG``) of a secure cluster.
+    client_config: Path | None = None
 
     @property
     def running(self) -> bool:
@@ -89,6 +99,11 @@ class ClusterNode(LocalKafka):
         self.node_id = node_id
         self.nodes = nodes
         self._base_port = settings.kafka_port
+        self._secure = SecureBroker(
+            self.data_dir, settings.credentials_dir, self.bootstrap_servers,
+            shared_dir=settings.kafka_data_dir,
+        )  # fmt: skip
+        self._bootstrap_args: list[str] = []
 
     def _properties(self) -> dict[str, str]:
         replicas, min_isr = replication_for(self.nodes)
@@ -113,11 +128,26 @@ class ClusterNode(LocalKafka):
             "replica.lag.time.max.ms": "5000",
         }
 
-    def prepare(self, java: str, cluster_id: str) -> None:
-        """Write this node's configuration and format its storage once, into ``cluster_id``."""
+    @property
+    def formatted(self) -> bool:
+        return (self._log_dirs / "meta.properties").exists()
+
+    def prepare_security(self) -> None:
+        """Refuse data formatted in the other mode; make a secure node's certificate once."""
+        self._check_mode()
+        if self.secure:
+            self._secure.prepare()
+
+    def prepare(self, java: str, cluster_id: str, format_args: list[str]) -> None:
+        """Write this node's configuration and format its storage once, into ``cluster_id``,
+        with ``format_args`` (the secure cluster's first SCRAM users, the same on every node)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
+        self._bootstrap_args = format_args
         self._format_once(java, cluster_id)
+
+    def _format_args(self) -> list[str]:
+        return self._bootstrap_args
 
     def launch(self, java: str) -> tuple[subprocess.Popen[bytes], int]:
         return self._launch(java)
@@ -148,16 +178,15 @@ class LocalCluster:
                 f"A cluster needs at least 2 nodes, not {nodes}; for one broker run "
                 "`bus kafka start` without --nodes."
             )
-        if settings.kafka_secure:
-            raise KafkaLocalError(
-                "A secure local cluster is not supported yet: run `bus kafka start --secure` "
-                "for a single secure broker, or `bus kafka start --nodes "
-                f"{nodes}` for a plain cluster."
-            )
         self.data_dir = settings.kafka_data_dir
         self.version = settings.kafka_version
+        self.secure = settings.kafka_secure
         self.nodes = [ClusterNode(settings, node_id=i, nodes=nodes) for i in range(1, nodes + 1)]
         self.bootstrap_servers = ",".join(node.bootstrap_servers for node in self.nodes)
+        self._secure = SecureBroker(
+            self.data_dir, settings.credentials_dir, self.bootstrap_servers,
+            shared_dir=self.data_dir,
+        )  # fmt: skip
 
     @property
     def _marker(self) -> Path:
@@ -174,11 +203,13 @@ class LocalCluster:
         if not down:
             return self.status()
         for node in down:
+            node.prepare_security()
             node.check_port_free()
         java = down[0]._java()
         down[0].ensure_jars()
+        format_args = self._secure_bootstrap(down)
         for node in down:
-            node.prepare(java, cluster_id)
+            node.prepare(java, cluster_id, format_args)
         launched = [(node, *node.launch(java)) for node in down]
         try:
             for node, proc, log_offset in launched:
@@ -191,6 +222,20 @@ class LocalCluster:
                 node.forget_pid()
             raise
         return self.status()
+
+    def _secure_bootstrap(self, down: list[ClusterNode]) -> list[str]:
+        """A secure cluster's format arguments for the nodes in ``down`` that need them.
+
+        The administrator's password is made when the first node is formatted and read back
+        afterwards; its client.properties is (re)written to name every node.
+        """
+        if not self.secure:
+            return []
+        fresh = not any(node.formatted for node in self.nodes)
+        admin = self._secure.admin_config(formatting=fresh)
+        if all(node.formatted for node in down):
+            return []
+        return self._secure.format_args(admin)
 
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Stop every node (SIGTERM to all at once, SIGKILL after ``timeout_s``). True if any ran.
@@ -214,11 +259,15 @@ class LocalCluster:
         return bool(pids)
 
     def status(self) -> ClusterStatus:
+        """Each node with its pid; secure when the nodes were formatted so (whatever asked)."""
+        first = self.nodes[0].status()
         return ClusterStatus(
             nodes=tuple(node.node_status() for node in self.nodes),
             bootstrap_servers=self.bootstrap_servers,
             data_dir=self.data_dir,
             version=self.version,
+            secure=first.secure,
+            client_config=first.client_config,
         )
 
     def _cluster_id(self) -> str:

@@ -268,9 +268,7 @@ class LocalKafka:
         if (self._log_dirs / "meta.properties").exists():
             return
         cluster_id = cluster_id or _kafka_cluster_id()
-        extra: list[str] = []
-        if self.secure:
-            extra = self._secure.format_args(self._secure.admin_config(formatting=True))
+        extra = self._format_args() if self.secure else []
         proc = subprocess.run(
             [*self._java_cmd(java), "kafka.tools.StorageTool", "format",
              "-t", cluster_id, "-c", str(self._config_file), *extra],
@@ -282,6 +280,10 @@ class LocalKafka:
                 f"{(proc.stdout + proc.stderr).strip()[-1000:]}"
             )
         self._mode_file.write_text("secure\n" if self.secure else "plain\n")
+
+    def _format_args(self) -> list[str]:
+        """The secure broker's ``kafka-storage format`` arguments: its first SCRAM users."""
+        return self._secure.format_args(self._secure.admin_config(formatting=True))
 
     def _launch(self, java: str) -> tuple[subprocess.Popen[bytes], int]:
         """Start the JVM in its own session; return it and where this start's log begins."""

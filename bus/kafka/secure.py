@@ -14,6 +14,11 @@ arguments when ``BUS_KAFKA_SECURE`` (or ``bus kafka start --secure``) is on:
   the first SCRAM user cannot be added any other way). Only its salted password reaches the
   command line; the password itself is stored in ``BUS_CREDENTIALS_DIR/admin.properties``
   (mode 0600) and never printed or logged.
+
+The nodes of a local cluster (``bus.kafka.cluster``) share what must be the same on each: the
+CA and the broker's and controller's passwords live in the cluster's directory (``shared_dir``),
+so that every node accepts the others' logins on the inter-broker and controller listeners;
+each node has its own key and certificate, signed by that CA, for the address it answers on.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ BROKER = "broker"
 CONTROLLER = "controller"
 MECHANISM = "SCRAM-SHA-512"
 CLIENT_LISTENER = "CLIENT"
+_BROKER_PASSWORD = "broker.password"
+_CONTROLLER_PASSWORD = "controller.password"
+_SECRETS = (_BROKER_PASSWORD, _CONTROLLER_PASSWORD)
 
 
 @dataclass(frozen=True)
@@ -44,27 +52,37 @@ class SecureBroker:
     data_dir: Path
     credentials_dir: Path
     bootstrap_servers: str
+    #: Where the CA and the passwords shared by a cluster's nodes live; ``data_dir`` when None.
+    shared_dir: Path | None = None
+
+    @property
+    def _shared(self) -> Path:
+        return self.shared_dir or self.data_dir
 
     @property
     def tls(self) -> TlsMaterial:
-        return TlsMaterial(self.data_dir / "tls")
+        return TlsMaterial(self._shared / "tls", self.data_dir / "tls")
 
     @property
     def _secrets_file(self) -> Path:
-        return self.data_dir / "broker-secrets.properties"
+        return self._shared / "broker-secrets.properties"
 
     @property
     def admin_config_file(self) -> Path:
         return CredentialStore(self.credentials_dir).path(ADMIN)
 
     def prepare(self) -> None:
-        """Create the TLS material and the broker's own password once."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.chmod(0o700)  # it will hold private keys and the broker's passwords
-        ensure_tls(self.tls.directory)
-        if not self._secrets_file.exists():
-            password = new_password().get_secret_value()
-            write_private(self._secrets_file, f"broker.password={password}\n".encode())
+        """Create the TLS material and the broker's and controller's passwords once."""
+        for directory in (self._shared, self.data_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o700)  # it will hold private keys and the broker's passwords
+        ensure_tls(self.tls.directory, self.tls.broker_directory)
+        secrets = self._secrets()
+        missing = [name for name in _SECRETS if name not in secrets]
+        if missing:
+            secrets |= {name: new_password().get_secret_value() for name in missing}
+            text = "".join(f"{name}={value}\n" for name, value in secrets.items())
+            write_private(self._secrets_file, text.encode())
 
     def admin_config(self, *, formatting: bool) -> ClientConfig:
         """The administrator's client configuration, its password made when formatting."""
@@ -83,13 +101,29 @@ class SecureBroker:
         config, _ = store.ensure(ADMIN, template)
         return config
 
-    def _broker_password(self) -> str:
+    def _secrets(self) -> dict[str, str]:
+        if not self._secrets_file.exists():
+            return {}
         text = read_private(self._secrets_file, "broker secrets").decode()
-        return text.strip().partition("=")[2]
+        pairs = (line.partition("=") for line in text.splitlines() if "=" in line)
+        return {key.strip(): value.strip() for key, _, value in pairs}
+
+    def _secret(self, name: str) -> str:
+        try:
+            return self._secrets()[name]
+        except KeyError:
+            raise KafkaLocalError(
+                f"{self._secrets_file} holds no {name}: start the broker with `bus kafka start "
+                "--secure` (it writes it), or delete the broker's data directory to start afresh."
+            ) from None
+
+    def _broker_password(self) -> str:
+        return self._secret(_BROKER_PASSWORD)
 
     def properties(self, port: int, controller_port: int) -> dict[str, str]:
         """Broker properties replacing the plaintext listeners."""
-        controller_password = new_password().get_secret_value()  # both ends are in this file
+        # Every node logs in to every other node's controller with it: one for the cluster.
+        controller_password = self._secret(_CONTROLLER_PASSWORD)
         tls = self.tls
         return {
             "listeners": (
