@@ -18,7 +18,7 @@ from typing import Any
 
 import fastavro
 
-from bus.avro_unions import UnionHints
+from bus.avro_writer import AvroWriteError, UnsupportedSchema, Writer, compile_writer
 from bus.errors import DecodeError, SchemaError, ValidationError
 from bus.models import ALERT_MODELS, Alert, HitNotice, WithdrawalNotice
 from bus.schemas import NOTICE_TYPES, SchemaRegistry, SchemaVersion
@@ -58,17 +58,20 @@ class AlertCodec:
         missing = sorted(set(ALERT_MODELS) - set(registry.alert_types))
         if missing:
             raise SchemaError(f"No schema for alert type(s) {', '.join(missing)} in schemas/")
-        self._hints: dict[bytes, UnionHints] = {}
+        # Each schema compiled once to a writer of its own (see bus.avro_writer); fastavro
+        # writes the rare schema that writer does not take.
+        self._writers: dict[bytes, Writer | None] = {}
+        for schema in registry:
+            try:
+                self._writers[schema.fingerprint] = compile_writer(schema.parsed)
+            except UnsupportedSchema:
+                self._writers[schema.fingerprint] = None
 
     # -- encoding ----------------------------------------------------------------------------
 
     def encode(self, alert: Alert) -> bytes:
         schema = self.registry.latest(alert.alert_type)
-        hints = self._hints.get(schema.fingerprint)
-        if hints is None:
-            hints = self._hints[schema.fingerprint] = UnionHints(schema.parsed)
-        # The dict is this call's own, so the union branches can be named in it in place.
-        return self._write(alert.alert_type, schema, hints.mark(alert.to_avro()))
+        return self._write(alert.alert_type, schema, alert.to_avro())
 
     def encode_notice(self, notice: WithdrawalNotice | HitNotice) -> bytes:
         return self.encode_record(notice.record_type, notice.to_avro())
@@ -78,6 +81,27 @@ class AlertCodec:
         return self._write(alert_type, self.registry.latest(alert_type), record)
 
     def _write(self, alert_type: str, schema: SchemaVersion, record: dict[str, Any]) -> bytes:
+        write = self._writers.get(schema.fingerprint)
+        if write is None:
+            return self._write_fastavro(alert_type, schema, record)
+        out = bytearray(MAGIC + schema.fingerprint)
+        try:
+            write(out, record)
+        except AvroWriteError as exc:
+            raise ValidationError(
+                f"{alert_type} record does not match {schema.path.name}: {exc}",
+                field=".".join(exc.path) or None,
+            ) from exc
+        except Exception as exc:  # not a record at all (no dict), or a top-level surprise
+            raise ValidationError(
+                f"{alert_type} record does not match {schema.path.name}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return bytes(out)
+
+    def _write_fastavro(
+        self, alert_type: str, schema: SchemaVersion, record: dict[str, Any]
+    ) -> bytes:
         buf = io.BytesIO()
         buf.write(MAGIC)
         buf.write(schema.fingerprint)
