@@ -142,8 +142,8 @@ async def test_a_record_whose_alert_is_too_large_for_kafka_is_set_aside(
 async def test_an_alert_fastavro_refuses_is_set_aside_naming_why(
     offline_adapter: Adapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Should a model ever let through a number Avro cannot carry, fastavro's OverflowError
-    # becomes this record's rejection; the records around it are published as usual.
+    # Should a model ever let through a number Avro cannot carry, the codec's OverflowError
+    # becomes this record's rejection naming the field; the records around it are published.
     from bus.models import IrregularCrossing
 
     real_to_avro = IrregularCrossing.to_avro
@@ -158,5 +158,6 @@ async def test_an_alert_fastavro_refuses_is_set_aside_naming_why(
     for outcome in rejected:
         assert outcome.reason.startswith(
             "the alert cannot be encoded: irregular-crossing record does not match v1.avsc: "
-            "OverflowError"
+            "field head_count: OverflowError"
         )
+        assert outcome.field == "alert.head_count"

@@ -119,9 +119,28 @@ def test_a_schema_the_writer_does_not_take_is_refused_when_compiled() -> None:
 @pytest.mark.parametrize(
     ("path", "wrong", "message"),
     [
-        (("persons", 0, "sex"), "Q", r"field persons\.0\.sex: expected one of the symbols"),
+        (
+            ("persons", 0, "sex"),
+            "Q",
+            r"field persons\.0\.sex: expected null or one of the symbols F, M, X, UNKNOWN",
+        ),
         (("head_count",), "many", r"field head_count: TypeError"),
-        (("suspected_facilitator",), "someone", r"field suspected_facilitator: AttributeError"),
+        (
+            ("suspected_facilitator",),
+            "someone",
+            r"field suspected_facilitator: expected null or record",
+        ),
+        (
+            ("persons", 1, "travel_document", "number"),
+            5,
+            r"field persons\.1\.travel_document\.number: expected null or string, got int",
+        ),
+        (
+            ("persons", 1, "travel_document", "kind"),
+            "ID",
+            r"field persons\.1\.travel_document\.kind: expected one of the symbols",
+        ),
+        (("header", "issuing_agency"), 5, r"field header\.issuing_agency: AttributeError"),
         (("header", "case_ref"), 7, r"field header\.case_ref: expected null or string, got int"),
     ],
 )
