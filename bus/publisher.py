@@ -108,6 +108,7 @@ class Publisher:
         self._producer = make_producer(settings, client_suffix=f"publisher-{origin}")
         self._log = get_logger("publisher", origin=origin)
         self._started = False
+        self._topics: dict[str, str] = {}  # alert type -> this origin's ingress topic
 
     async def __aenter__(self) -> Publisher:
         try:
@@ -154,7 +155,11 @@ class Publisher:
             raise BusError("Publisher is not started: use `async with Publisher(...) as pub:`")
 
     def _topic(self, alert: Alert) -> str:
-        return self._settings.topics.ingress(self.origin, alert.alert_type)
+        topic = self._topics.get(alert.alert_type)
+        if topic is None:
+            topic = self._settings.topics.ingress(self.origin, alert.alert_type)
+            self._topics[alert.alert_type] = topic
+        return topic
 
     async def _enqueue(self, prepared: PreparedAlert, budget: WaitBudget) -> tuple[uuid.UUID, Any]:
         """Hand a prepared alert to the producer; return the delivery future."""
