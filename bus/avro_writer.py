@@ -23,8 +23,12 @@ keeps fastavro for it. A value that does not fit raises ``AvroWriteError`` namin
 
 from __future__ import annotations
 
+import keyword
 import struct
+import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 #: Appends the Avro binary encoding of a record to a buffer.
@@ -33,6 +37,8 @@ Writer = Callable[[bytearray, Any], None]
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _MISSING = object()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 class UnsupportedSchema(Exception):
@@ -60,6 +66,28 @@ def write_long(out: bytearray, n: int) -> None:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
+
+
+class NotPlain(Exception):
+    """A model holds a value whose Avro form only ``to_avro`` knows; write ``to_avro()`` instead."""
+
+
+def _plain_text(value: Any) -> str:
+    """The text ``to_avro`` (pydantic's JSON mode) gives a string field's value in a model."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Enum) and isinstance(value._value_, str):
+        return value._value_
+    if type(value) is date:
+        return value.isoformat()
+    raise NotPlain(type(value).__name__)
+
+
+def _plain_long(value: Any) -> int:
+    """The number ``to_avro`` gives a long field's instant: milliseconds since the epoch, UTC."""
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return (value - _EPOCH) // _MILLISECOND
+    raise NotPlain(type(value).__name__)
 
 
 def _wrong_type(expected: str, value: Any) -> AvroWriteError:
@@ -99,9 +127,16 @@ _ITEMS_TRAILER = """\
 """
 
 
-def compile_writer(parsed_schema: dict[str, Any]) -> Writer:
-    """The writer of a record schema that fastavro's ``parse_schema`` returned."""
-    generator = _Generator(dict(parsed_schema.get("__named_schemas", {})))
+def compile_writer(parsed_schema: dict[str, Any], *, from_model: bool = False) -> Writer:
+    """The writer of a record schema that fastavro's ``parse_schema`` returned.
+
+    It writes Avro-shaped dicts, as ``to_avro`` returns them; ``from_model`` makes one that
+    reads the model itself (its attributes, of the schema's field names), writing the bytes
+    the first would write for ``to_avro()``, without building that dict. A value it cannot
+    tell the Avro form of (and anything that does not fit) raises, ``NotPlain`` or another
+    exception: then write ``to_avro()`` with the first, which decides.
+    """
+    generator = _Generator(dict(parsed_schema.get("__named_schemas", {})), from_model)
     entry = generator.record(parsed_schema)
     namespace: dict[str, Any] = {
         "AvroWriteError": AvroWriteError,
@@ -111,6 +146,8 @@ def compile_writer(parsed_schema: dict[str, Any]) -> Writer:
         "write_long": write_long,
         "wrong_type": _wrong_type,
         "not_a_symbol": _not_a_symbol,
+        "plain_text": _plain_text,
+        "plain_long": _plain_long,
         "pack_double": struct.Struct("<d").pack,
         "pack_float": struct.Struct("<f").pack,
         "INT_MIN": _INT_MIN,
@@ -127,8 +164,9 @@ def compile_writer(parsed_schema: dict[str, Any]) -> Writer:
 class _Generator:
     """Python source of the writer functions of one schema, and the constants they use."""
 
-    def __init__(self, named: dict[str, Any]) -> None:
+    def __init__(self, named: dict[str, Any], from_model: bool) -> None:
         self._named = named
+        self._model = from_model
         self._records: dict[str, str] = {}  # record full name -> its function's name
         self.functions: list[str] = []
         self.constants: dict[str, Any] = {}
@@ -150,11 +188,18 @@ class _Generator:
             return self._records[full_name]
         function = self._records[full_name] = f"record_{len(self._records)}"
         lines = [f"def {function}(out, r):", "    get = r.get", "    f = ''", "    try:"]
+        if self._model:
+            del lines[1]
         for field in schema["fields"]:
-            ftype = field["type"]
+            ftype, name = field["type"], field["name"]
             nullable = ftype == "null" or (isinstance(ftype, list) and "null" in ftype)
             default = field.get("default", None if nullable else _MISSING)
-            lines.append(f"        f = {self._constant(field['name'])}")
+            lines.append(f"        f = {self._constant(name)}")
+            if self._model:  # an Avro name is an ASCII identifier; a Python keyword is not one
+                plain = name.isidentifier() and not keyword.iskeyword(name)
+                lines.append(f"        v = r.{name}" if plain else "        v = getattr(r, f)")
+                lines.extend(self._value(ftype, "        "))
+                continue
             lines.append(f"        v = get(f, {self._constant(default)})")
             if default is _MISSING:
                 lines.append("        if v is MISSING:")
@@ -196,6 +241,7 @@ class _Generator:
                 symbols = list(schema["symbols"])
                 indexes = self._constant({s: _varint(i) for i, s in enumerate(symbols)})
                 return [
+                    *self._from_model(pad, "if v.__class__ is not str:", "    v = v._value_"),
                     f"{pad}e = {indexes}.get(v) if isinstance(v, str) else None",
                     f"{pad}if e is None:",
                     f"{pad}    raise not_a_symbol({self._constant(symbols)})",
@@ -211,9 +257,11 @@ class _Generator:
                 return self._value(kind, pad)
             raise UnsupportedSchema(f"type {kind!r} is not taken")
         if schema == "string":
-            return self._string(pad, "v")
+            to_text = self._from_model(pad, "if v.__class__ is not str:", "    v = plain_text(v)")
+            return [*to_text, *self._string(pad, "v")]
         if schema in ("int", "long"):
-            return [f"{pad}write_long(out, v)"]
+            to_long = self._from_model(pad, "if v.__class__ is not int:", "    v = plain_long(v)")
+            return [*to_long, f"{pad}write_long(out, v)"]
         if schema == "boolean":
             return [f"{pad}out.append(1 if v else 0)"]
         if schema == "double":
@@ -223,6 +271,10 @@ class _Generator:
         if schema == "null":
             return [f"{pad}if v is not None:", f"{pad}    raise wrong_type('null', v)"]
         raise UnsupportedSchema(f"schema {schema!r} is not taken")
+
+    def _from_model(self, pad: str, *lines: str) -> list[str]:
+        """``lines`` when writing from a model, where a value may need its Avro form."""
+        return [pad + line for line in lines] if self._model else []
 
     @staticmethod
     def _string(pad: str, var: str) -> list[str]:
@@ -248,6 +300,8 @@ class _Generator:
             raise UnsupportedSchema(f"union branch {kind!r} is not taken")
         symbols = self._constant(frozenset(target["symbols"])) if kind == "enum" else ""
         check = _UNION_CHECKS[kind].format(symbols=symbols)
+        if self._model:  # the value's Avro form is checked as the branch writes it
+            check = _MODEL_UNION_CHECKS.get(kind, "True")
         expected = f"one of the symbols {', '.join(target['symbols'])}" if symbols else kind
         return [
             f"{pad}if v is None:",
@@ -260,6 +314,15 @@ class _Generator:
         ]
 
 
+#: What a model's value in a union's non-null branch must be, before its Avro form is taken.
+_MODEL_UNION_CHECKS = {
+    "boolean": "v.__class__ is bool",
+    "int": "v.__class__ is int and INT_MIN <= v <= INT_MAX",
+    "long": "v.__class__ is not bool",
+    "float": "v.__class__ is not bool",
+    "double": "v.__class__ is not bool",
+    "array": "not isinstance(v, str)",
+}
 _PRIMITIVE_KINDS = frozenset({"null", "boolean", "int", "long", "float", "double", "string"})
 
 

@@ -12,6 +12,7 @@ is not such a value raises ``DecodeError``; decoding never crashes or hangs on h
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -66,10 +67,29 @@ class AlertCodec:
                 self._writers[schema.fingerprint] = compile_writer(schema.parsed)
             except UnsupportedSchema:
                 self._writers[schema.fingerprint] = None
+        # An alert is written from the model itself, without building its to_avro() dict.
+        self._model_writers: dict[str, tuple[SchemaVersion, Writer]] = {}
+        for alert_type in ALERT_MODELS:
+            latest = registry.latest(alert_type)
+            with contextlib.suppress(UnsupportedSchema):
+                writer = compile_writer(latest.parsed, from_model=True)
+                self._model_writers[alert_type] = (latest, writer)
 
     # -- encoding ----------------------------------------------------------------------------
 
     def encode(self, alert: Alert) -> bytes:
+        found = self._model_writers.get(alert.alert_type)
+        if found is not None:
+            schema, write = found
+            out = bytearray(MAGIC + schema.fingerprint)
+            try:
+                write(out, alert)
+            except Exception:
+                # A value only to_avro() knows the Avro form of (or one that does not fit):
+                # the dict it gives decides, and names the field if it does not fit.
+                pass
+            else:
+                return bytes(out)
         schema = self.registry.latest(alert.alert_type)
         return self._write(alert.alert_type, schema, alert.to_avro())
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bus import AlertCodec, DecodeError, SchemaRegistry, ValidationError
-from bus.avro_writer import UnsupportedSchema, compile_writer
+from bus.avro_writer import AvroWriteError, UnsupportedSchema, compile_writer
 from bus.codec import MAGIC
 from bus.models import ALERT_TYPES, Alert
 from tests.conftest import REPO
@@ -66,6 +66,36 @@ def _fastavro_body(alert_type: str, record: dict[str, Any]) -> bytes:
 def test_the_compiled_writer_writes_the_bytes_fastavro_writes(alert: Alert) -> None:
     value = CODEC.encode(alert)
     assert value[10:] == _fastavro_body(alert.alert_type, alert.to_avro())
+
+
+MODEL_WRITERS = {t: compile_writer(REGISTRY.latest(t).parsed, from_model=True) for t in ALERT_TYPES}
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(alerts())
+def test_an_alert_is_written_from_its_model_as_from_its_to_avro_dict(alert: Alert) -> None:
+    out = bytearray()
+    MODEL_WRITERS[alert.alert_type](out, alert)  # no fallback here: it must write every alert
+    assert bytes(out) == _fastavro_body(alert.alert_type, alert.to_avro())
+
+
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")
+def test_a_value_the_model_writer_cannot_write_is_left_to_to_avro_which_names_the_field() -> None:
+    # model_copy does not validate: a model holding a value no alert can hold.
+    alert = example_alert("trafficking-arrest").model_copy(update={"price_per_person_eur": "12"})
+    with pytest.raises(AvroWriteError, match="price_per_person_eur"):
+        MODEL_WRITERS["trafficking-arrest"](bytearray(), alert)
+    with pytest.raises(ValidationError, match="price_per_person_eur: expected null or double"):
+        CODEC.encode(alert)
+
+
+def test_an_infinite_price_is_written_from_the_model_as_to_avro_gives_it() -> None:
+    alert = example_alert("trafficking-arrest").model_copy(
+        update={"price_per_person_eur": float("inf")}
+    )
+    out = bytearray()
+    MODEL_WRITERS["trafficking-arrest"](out, alert)
+    assert bytes(out) == _fastavro_body("trafficking-arrest", alert.to_avro())
 
 
 _EDGE_SCHEMA = fastavro.parse_schema({
