@@ -59,6 +59,9 @@ class AvroWriteError(ValueError):
 
 def write_long(out: bytearray, n: int) -> None:
     """Zig-zag varint, as Avro writes ``int`` and ``long``; beyond 64 bits raises."""
+    if -64 <= n <= 63:  # one byte: counts, small numbers
+        out.append((n << 1) ^ (n >> 63))
+        return
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise OverflowError("integer out of the range of an Avro long (64-bit signed)")
     n = (n << 1) ^ (n >> 63)
