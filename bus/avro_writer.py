@@ -10,7 +10,12 @@ every branch until one fits (for a nullable record, a walk of the whole nested r
 schema is turned once into Python source, one function per record type (and per array or map),
 in which every field is a few straight lines appending to one ``bytearray``; ``exec`` compiles
 it. The source is generated from the schema alone (names, symbols and defaults are passed as
-constants, never pasted into the code), so no value can change what runs.
+constants; a field name appears in the code only as an attribute name, and only when it is a
+Python identifier), so no value can change what runs.
+
+A writer compiled ``from_model`` reads a pydantic model's attributes instead of a dict and takes
+each value's Avro form as ``to_avro()`` gives it (UUIDs and dates as text, enums as symbols,
+instants as epoch milliseconds), so an alert is written without building that dict first.
 
 It writes what fastavro writes for the same dict (property tests hold it to that): zig-zag
 varints for ``int`` and ``long`` (refusing what does not fit 64 bits), length-prefixed UTF-8
