@@ -91,13 +91,6 @@ def _plain_text(value: Any) -> str:
     raise NotPlain(type(value).__name__)
 
 
-def _plain_long(value: Any) -> int:
-    """The number ``to_avro`` gives a long field's instant: milliseconds since the epoch, UTC."""
-    if isinstance(value, datetime) and value.utcoffset() is not None:
-        return (value - _EPOCH) // _MILLISECOND
-    raise NotPlain(type(value).__name__)
-
-
 def _wrong_type(expected: str, value: Any) -> AvroWriteError:
     return AvroWriteError(f"expected {expected}, got {type(value).__name__}")
 
@@ -155,7 +148,8 @@ def compile_writer(parsed_schema: dict[str, Any], *, from_model: bool = False) -
         "wrong_type": _wrong_type,
         "not_a_symbol": _not_a_symbol,
         "plain_text": _plain_text,
-        "plain_long": _plain_long,
+        "EPOCH": _EPOCH,
+        "MILLISECOND": _MILLISECOND,
         "pack_double": struct.Struct("<d").pack,
         "pack_float": struct.Struct("<f").pack,
         "INT_MIN": _INT_MIN,
@@ -268,7 +262,11 @@ class _Generator:
             to_text = self._from_model(pad, "if v.__class__ is not str:", "    v = plain_text(v)")
             return [*to_text, *self._string(pad, "v")]
         if schema in ("int", "long"):
-            to_long = self._from_model(pad, "if v.__class__ is not int:", "    v = plain_long(v)")
+            # An instant: milliseconds since the epoch, as to_avro() gives it (a naive one, or
+            # anything else, raises, and to_avro() decides).
+            to_long = self._from_model(
+                pad, "if v.__class__ is not int:", "    v = (v - EPOCH) // MILLISECOND"
+            )
             return [*to_long, f"{pad}write_long(out, v)"]
         if schema == "boolean":
             return [f"{pad}out.append(1 if v else 0)"]
@@ -284,16 +282,23 @@ class _Generator:
         """``lines`` when writing from a model, where a value may need its Avro form."""
         return [pad + line for line in lines] if self._model else []
 
-    @staticmethod
-    def _string(pad: str, var: str) -> list[str]:
-        # The zig-zag varint of a length below 64 is one byte: twice the length.
+    def _string(self, pad: str, var: str, branch: int | None = None) -> list[str]:
+        """A string; in a union, ``branch`` is the byte of its branch, written before it."""
+        # The zig-zag varint of a length below 64 is one byte: twice the length. In a union,
+        # the branch byte and that one go out together.
+        if branch is None:
+            short, long = [f"{pad}    out.append(n << 1)"], [f"{pad}    write_long(out, n)"]
+        else:
+            heads = self._constant(tuple(bytes((branch, n << 1)) for n in range(64)))
+            short = [f"{pad}    out += {heads}[n]"]
+            long = [f"{pad}    out.append({branch})", f"{pad}    write_long(out, n)"]
         return [
             f"{pad}b = {var}.encode()",
             f"{pad}n = len(b)",
             f"{pad}if n < 64:",
-            f"{pad}    out.append(n << 1)",
+            *short,
             f"{pad}else:",
-            f"{pad}    write_long(out, n)",
+            *long,
             f"{pad}out += b",
         ]
 
@@ -311,12 +316,17 @@ class _Generator:
         if self._model:  # the value's Avro form is checked as the branch writes it
             check = _MODEL_UNION_CHECKS.get(kind, "True")
         expected = f"one of the symbols {', '.join(target['symbols'])}" if symbols else kind
+        inner, branch = pad + "    ", (1 - null_index) << 1
+        if kind == "string":
+            to_text = self._from_model(inner, "if v.__class__ is not str:", "    v = plain_text(v)")
+            write = [*to_text, *self._string(inner, "v", branch)]
+        else:
+            write = [f"{inner}out.append({branch})", *self._value(other, inner)]
         return [
             f"{pad}if v is None:",
             f"{pad}    out.append({null_index << 1})",
             f"{pad}elif {check}:",
-            f"{pad}    out.append({(1 - null_index) << 1})",
-            *self._value(other, pad + "    "),
+            *write,
             f"{pad}else:",
             f"{pad}    raise wrong_type({self._constant('null or ' + expected)}, v)",
         ]
