@@ -92,7 +92,6 @@ class Signer:
 
     def __init__(self, key_id: str, private_key: SigningKey) -> None:
         self.key_id = check_key_id(key_id)
-        self._private = private_key
         # libsodium's secret key (seed, then public key), handed to crypto_sign directly.
         self._secret = bytes(private_key) + bytes(private_key.verify_key)
 
