@@ -74,20 +74,22 @@ def parse_alert(data: Mapping[str, Any], alert_type: str | None = None) -> Alert
 
 
 def validation_error(alert_type: str, exc: pydantic.ValidationError) -> ValidationError:
-    errors = exc.errors()
+    """The first problem, naming the field and the kind of value that came, never the value:
+    a name or a date of birth is personal data, and error messages end up in logs."""
+    errors = exc.errors(include_input=False)
     first = errors[0]
     where = ".".join(str(p) for p in first["loc"]) or "(alert)"
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    got = "" if first["type"] == "missing" else f" (got {_kind(exc.errors()[0]['input'])})"
     return ValidationError(
-        f"Invalid {alert_type} alert: field {where}: {first['msg']}"
-        f" (got {_short(first.get('input'))}){more}",
-        field=where,
+        f"Invalid {alert_type} alert: field {where}: {first['msg']}{got}{more}", field=where
     )
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _kind(value: Any) -> str:
+    if isinstance(value, str | bytes | list | dict):
+        return f"{type(value).__name__} of length {len(value)}"
+    return "null" if value is None else type(value).__name__
 
 
 class Publisher:
