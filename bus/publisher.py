@@ -76,11 +76,11 @@ def parse_alert(data: Mapping[str, Any], alert_type: str | None = None) -> Alert
 def validation_error(alert_type: str, exc: pydantic.ValidationError) -> ValidationError:
     """The first problem, naming the field and the kind of value that came, never the value:
     a name or a date of birth is personal data, and error messages end up in logs."""
-    errors = exc.errors(include_input=False)
+    errors = exc.errors()
     first = errors[0]
     where = ".".join(str(p) for p in first["loc"]) or "(alert)"
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    got = "" if first["type"] == "missing" else f" (got {_kind(exc.errors()[0]['input'])})"
+    got = "" if first["type"] == "missing" else f" (got {_kind(first['input'])})"
     return ValidationError(
         f"Invalid {alert_type} alert: field {where}: {first['msg']}{got}{more}", field=where
     )
