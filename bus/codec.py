@@ -12,7 +12,6 @@ is not such a value raises ``DecodeError``; decoding never crashes or hangs on h
 
 from __future__ import annotations
 
-import contextlib
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -59,28 +58,18 @@ class AlertCodec:
         missing = sorted(set(ALERT_MODELS) - set(registry.alert_types))
         if missing:
             raise SchemaError(f"No schema for alert type(s) {', '.join(missing)} in schemas/")
-        # Each schema compiled once to a writer of its own (see bus.avro_writer); fastavro
-        # writes the rare schema that writer does not take.
+        # Writers compiled on first use, one per schema (see bus.avro_writer), so a codec that
+        # only decodes compiles none; None stands for a schema that writer does not take, which
+        # fastavro writes. An alert is written from its model, without its to_avro() dict.
         self._writers: dict[bytes, Writer | None] = {}
-        for schema in registry:
-            try:
-                self._writers[schema.fingerprint] = compile_writer(schema.parsed)
-            except UnsupportedSchema:
-                self._writers[schema.fingerprint] = None
-        # An alert is written from the model itself, without building its to_avro() dict.
-        self._model_writers: dict[str, tuple[SchemaVersion, Writer]] = {}
-        for alert_type in ALERT_MODELS:
-            latest = registry.latest(alert_type)
-            with contextlib.suppress(UnsupportedSchema):
-                writer = compile_writer(latest.parsed, from_model=True)
-                self._model_writers[alert_type] = (latest, writer)
+        self._model_writers: dict[bytes, Writer | None] = {}
 
     # -- encoding ----------------------------------------------------------------------------
 
     def encode(self, alert: Alert) -> bytes:
-        found = self._model_writers.get(alert.alert_type)
-        if found is not None:
-            schema, write = found
+        schema = self.registry.latest(alert.alert_type)
+        write = _compiled(self._model_writers, schema, from_model=True)
+        if write is not None:
             out = bytearray(MAGIC + schema.fingerprint)
             try:
                 write(out, alert)
@@ -90,7 +79,6 @@ class AlertCodec:
                 pass
             else:
                 return bytes(out)
-        schema = self.registry.latest(alert.alert_type)
         return self._write(alert.alert_type, schema, alert.to_avro())
 
     def encode_notice(self, notice: WithdrawalNotice | HitNotice) -> bytes:
@@ -101,7 +89,7 @@ class AlertCodec:
         return self._write(alert_type, self.registry.latest(alert_type), record)
 
     def _write(self, alert_type: str, schema: SchemaVersion, record: dict[str, Any]) -> bytes:
-        write = self._writers.get(schema.fingerprint)
+        write = _compiled(self._writers, schema, from_model=False)
         if write is None:
             return self._write_fastavro(alert_type, schema, record)
         out = bytearray(MAGIC + schema.fingerprint)
@@ -216,3 +204,19 @@ class AlertCodec:
                 f"{writer.alert_type} v{writer.version} decodes, but is not a valid alert: {exc}"
             ) from exc
         return DecodedAlert(writer.alert_type, writer.version, alert)
+
+
+def _compiled(
+    writers: dict[bytes, Writer | None], schema: SchemaVersion, *, from_model: bool
+) -> Writer | None:
+    """The writer of ``schema`` in ``writers``, compiled on first use (None: use fastavro)."""
+    try:
+        return writers[schema.fingerprint]
+    except KeyError:
+        pass
+    try:
+        writer: Writer | None = compile_writer(schema.parsed, from_model=from_model)
+    except UnsupportedSchema:
+        writer = None
+    writers[schema.fingerprint] = writer  # two threads may both compile it: the same writer
+    return writer
