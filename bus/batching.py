@@ -17,12 +17,14 @@ batch whole at consecutive offsets, so record ``i`` of a batch is at the batch's
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from aiokafka.partitioner import DefaultPartitioner
-
-_partitioner = DefaultPartitioner()
+_M = 0x5BD1E995
+_SEED = 0x9747B28C
+_MASK = 0xFFFFFFFF
+_WORDS = [struct.Struct(f"<{n}I").unpack_from for n in range(64)]
 
 
 class Placement(NamedTuple):
@@ -36,8 +38,34 @@ class Placement(NamedTuple):
 
 def partition_for(key: bytes, partitions: Sequence[int]) -> int:
     """The partition aiokafka's default partitioner picks for ``key`` among ``partitions``."""
-    partition: int = _partitioner(key, partitions, partitions)
-    return partition
+    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of ``data`` (the Java client's ``Utils.murmur2``), as aiokafka computes it.
+
+    The same arithmetic as aiokafka's ``partitioner.murmur2``, with the 4-byte words read by one
+    ``struct`` call and no redundant masking: about a third of its time on a case reference.
+    """
+    length = len(data)
+    h = _SEED ^ length
+    words = length >> 2
+    unpack = _WORDS[words] if words < 64 else struct.Struct(f"<{words}I").unpack_from
+    for k in unpack(data):
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    tail = length & 3
+    if tail:
+        rest = length & ~3
+        if tail == 3:
+            h ^= data[rest + 2] << 16
+        if tail >= 2:
+            h ^= data[rest + 1] << 8
+        h = ((h ^ data[rest]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
 
 
 class PartitionBatches:

@@ -18,7 +18,7 @@ from typing import Any
 
 import fastavro
 
-from bus.avro_unions import UnionHints
+from bus.avro_writer import AvroWriteError, UnsupportedSchema, Writer, compile_writer
 from bus.errors import DecodeError, SchemaError, ValidationError
 from bus.models import ALERT_MODELS, Alert, HitNotice, WithdrawalNotice
 from bus.schemas import NOTICE_TYPES, SchemaRegistry, SchemaVersion
@@ -58,17 +58,28 @@ class AlertCodec:
         missing = sorted(set(ALERT_MODELS) - set(registry.alert_types))
         if missing:
             raise SchemaError(f"No schema for alert type(s) {', '.join(missing)} in schemas/")
-        self._hints: dict[bytes, UnionHints] = {}
+        # Writers compiled on first use, one per schema (see bus.avro_writer), so a codec that
+        # only decodes compiles none; None stands for a schema that writer does not take, which
+        # fastavro writes. An alert is written from its model, without its to_avro() dict.
+        self._writers: dict[bytes, Writer | None] = {}
+        self._model_writers: dict[bytes, Writer | None] = {}
 
     # -- encoding ----------------------------------------------------------------------------
 
     def encode(self, alert: Alert) -> bytes:
         schema = self.registry.latest(alert.alert_type)
-        hints = self._hints.get(schema.fingerprint)
-        if hints is None:
-            hints = self._hints[schema.fingerprint] = UnionHints(schema.parsed)
-        # The dict is this call's own, so the union branches can be named in it in place.
-        return self._write(alert.alert_type, schema, hints.mark(alert.to_avro()))
+        write = _compiled(self._model_writers, schema, from_model=True)
+        if write is not None:
+            out = bytearray(MAGIC + schema.fingerprint)
+            try:
+                write(out, alert)
+            except Exception:
+                # A value only to_avro() knows the Avro form of (or one that does not fit):
+                # the dict it gives decides, and names the field if it does not fit.
+                pass
+            else:
+                return bytes(out)
+        return self._write(alert.alert_type, schema, alert.to_avro())
 
     def encode_notice(self, notice: WithdrawalNotice | HitNotice) -> bytes:
         return self.encode_record(notice.record_type, notice.to_avro())
@@ -78,6 +89,27 @@ class AlertCodec:
         return self._write(alert_type, self.registry.latest(alert_type), record)
 
     def _write(self, alert_type: str, schema: SchemaVersion, record: dict[str, Any]) -> bytes:
+        write = _compiled(self._writers, schema, from_model=False)
+        if write is None:
+            return self._write_fastavro(alert_type, schema, record)
+        out = bytearray(MAGIC + schema.fingerprint)
+        try:
+            write(out, record)
+        except AvroWriteError as exc:
+            raise ValidationError(
+                f"{alert_type} record does not match {schema.path.name}: {exc}",
+                field=".".join(exc.path) or None,
+            ) from exc
+        except Exception as exc:  # not a record at all (no dict), or a top-level surprise
+            raise ValidationError(
+                f"{alert_type} record does not match {schema.path.name}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return bytes(out)
+
+    def _write_fastavro(
+        self, alert_type: str, schema: SchemaVersion, record: dict[str, Any]
+    ) -> bytes:
         buf = io.BytesIO()
         buf.write(MAGIC)
         buf.write(schema.fingerprint)
@@ -172,3 +204,19 @@ class AlertCodec:
                 f"{writer.alert_type} v{writer.version} decodes, but is not a valid alert: {exc}"
             ) from exc
         return DecodedAlert(writer.alert_type, writer.version, alert)
+
+
+def _compiled(
+    writers: dict[bytes, Writer | None], schema: SchemaVersion, *, from_model: bool
+) -> Writer | None:
+    """The writer of ``schema`` in ``writers``, compiled on first use (None: use fastavro)."""
+    try:
+        return writers[schema.fingerprint]
+    except KeyError:
+        pass
+    try:
+        writer: Writer | None = compile_writer(schema.parsed, from_model=from_model)
+    except UnsupportedSchema:
+        writer = None
+    writers[schema.fingerprint] = writer  # two threads may both compile it: the same writer
+    return writer

@@ -74,20 +74,22 @@ def parse_alert(data: Mapping[str, Any], alert_type: str | None = None) -> Alert
 
 
 def validation_error(alert_type: str, exc: pydantic.ValidationError) -> ValidationError:
+    """The first problem, naming the field and the kind of value that came, never the value:
+    a name or a date of birth is personal data, and error messages end up in logs."""
     errors = exc.errors()
     first = errors[0]
     where = ".".join(str(p) for p in first["loc"]) or "(alert)"
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    got = "" if first["type"] == "missing" else f" (got {_kind(first['input'])})"
     return ValidationError(
-        f"Invalid {alert_type} alert: field {where}: {first['msg']}"
-        f" (got {_short(first.get('input'))}){more}",
-        field=where,
+        f"Invalid {alert_type} alert: field {where}: {first['msg']}{got}{more}", field=where
     )
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _kind(value: Any) -> str:
+    if isinstance(value, str | bytes | list | dict):
+        return f"{type(value).__name__} of length {len(value)}"
+    return "null" if value is None else type(value).__name__
 
 
 class Publisher:
@@ -108,6 +110,7 @@ class Publisher:
         self._producer = make_producer(settings, client_suffix=f"publisher-{origin}")
         self._log = get_logger("publisher", origin=origin)
         self._started = False
+        self._topics: dict[str, str] = {}  # alert type -> this origin's ingress topic
 
     async def __aenter__(self) -> Publisher:
         try:
@@ -154,7 +157,11 @@ class Publisher:
             raise BusError("Publisher is not started: use `async with Publisher(...) as pub:`")
 
     def _topic(self, alert: Alert) -> str:
-        return self._settings.topics.ingress(self.origin, alert.alert_type)
+        topic = self._topics.get(alert.alert_type)
+        if topic is None:
+            topic = self._settings.topics.ingress(self.origin, alert.alert_type)
+            self._topics[alert.alert_type] = topic
+        return topic
 
     async def _enqueue(self, prepared: PreparedAlert, budget: WaitBudget) -> tuple[uuid.UUID, Any]:
         """Hand a prepared alert to the producer; return the delivery future."""

@@ -62,6 +62,8 @@ def _epoch_millis(value: Any) -> Any:
     # milliseconds for large values). Floats and numeric strings are refused rather than
     # guessed at; ISO 8601 strings and datetimes go on to pydantic. The messages leave out the
     # value: it may be personal data.
+    if type(value) is str and ":" in value:  # an ISO 8601 timestamp; no number holds a ":"
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             return EPOCH + value * _MILLISECOND
@@ -80,18 +82,24 @@ def _epoch_millis(value: Any) -> Any:
 
 
 def _utc_millis(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
+    # Avro carries whole milliseconds: truncating here makes a decoded alert equal the one that
+    # was encoded. The common cases (UTC already, or a zero offset as "Z" gives) take one call.
+    micros = value.microsecond // 1000 * 1000
+    if value.tzinfo is UTC:  # from epoch milliseconds, or a datetime normalised before
+        return value if micros == value.microsecond else value.replace(microsecond=micros)
+    offset = None if value.tzinfo is None else value.utcoffset()
+    if offset is None:
         raise ValueError(
             f"expected a timezone-aware datetime such as '2014-07-29T10:15:00Z', got the naive "
             f"{value.isoformat()!r}; add 'Z' or an offset such as '+02:00'"
         )
-    # Avro carries whole milliseconds: truncating here makes a decoded alert equal the one that
-    # was encoded.
+    if not offset:  # the same wall time in UTC, as astimezone(UTC) would give it
+        return value.replace(tzinfo=UTC, microsecond=micros, fold=0)
     try:
         utc = value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
         raise ValueError("expected an instant within years 1 to 9999 UTC") from None
-    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)  # an offset may hold some
 
 
 def _iso_date(value: Any) -> Any:

@@ -139,24 +139,28 @@ async def test_a_record_whose_alert_is_too_large_for_kafka_is_set_aside(
         assert "at most 300 (BUS_ADAPTER_MAX_ALERT_BYTES)" in outcome.reason
 
 
-async def test_an_alert_fastavro_refuses_is_set_aside_naming_why(
+async def test_an_alert_avro_cannot_carry_is_set_aside_naming_why(
     offline_adapter: Adapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Should a model ever let through a number Avro cannot carry, fastavro's OverflowError
-    # becomes this record's rejection; the records around it are published as usual.
-    from bus.models import IrregularCrossing
+    # Should a model ever let through a number Avro cannot carry, the codec's OverflowError
+    # becomes this record's rejection naming the field; the records around it are published.
+    from bus.models import Alert, IrregularCrossing
 
-    real_to_avro = IrregularCrossing.to_avro
+    real_map = Adapter.map
 
-    def too_big(self: IrregularCrossing) -> dict[str, Any]:
-        return {**real_to_avro(self), "head_count": 10**20}
+    def too_big(self: Adapter, record: FeedRecord) -> Alert:
+        alert = real_map(self, record)
+        if isinstance(alert, IrregularCrossing):  # model_copy does not validate: as a lax model
+            return alert.model_copy(update={"head_count": 10**20})
+        return alert
 
-    monkeypatch.setattr(IrregularCrossing, "to_avro", too_big)
+    monkeypatch.setattr(Adapter, "map", too_big)
     outcomes = await offline_adapter.prepare_all(rs_records())
     rejected = [o for o in outcomes if isinstance(o, RecordRejected)]
     assert len(rejected) == 15  # the sample's irregular crossings; the 25 others are prepared
     for outcome in rejected:
         assert outcome.reason.startswith(
             "the alert cannot be encoded: irregular-crossing record does not match v1.avsc: "
-            "OverflowError"
+            "field head_count: OverflowError"
         )
+        assert outcome.field == "alert.head_count"

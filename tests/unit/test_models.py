@@ -10,7 +10,7 @@ import types
 import typing
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -905,6 +905,34 @@ def test_timestamps_are_normalised_to_utc_milliseconds() -> None:
     )
     assert header.occurred_at == datetime(2014, 7, 21, 3, 40, 0, 123000, UTC)
     assert header.occurred_at.tzinfo is UTC
+
+
+class _Greenwich(tzinfo):
+    """A zero offset under a tzinfo of its own, as a time zone database gives in winter."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2014, 7, 21, 3, 40, 0, 123456, _Greenwich(), fold=1),
+        datetime(2014, 7, 21, 3, 40, 0, 123456, timezone(timedelta(hours=1, microseconds=1500))),
+        datetime(2014, 7, 21, 3, 40, 0, 999999, UTC),
+    ],
+)
+def test_any_time_zone_gives_the_utc_instant_truncated_to_the_millisecond(
+    moment: datetime,
+) -> None:
+    header = AlertHeader.model_validate(_header(occurred_at=moment))
+    utc = moment.astimezone(UTC)
+    assert header.occurred_at == utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+    assert header.occurred_at.tzinfo is UTC
+    assert header.occurred_at.fold == 0
 
 
 def test_timestamps_accept_epoch_milliseconds_in_json_too() -> None:
