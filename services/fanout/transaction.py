@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -21,6 +20,7 @@ from typing import Any, NamedTuple
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
+from bus.batching import murmur2
 from bus.errors import KafkaError
 from bus.kafka import bounded
 
@@ -155,33 +155,6 @@ async def _send_and_commit(
         raise DeliveryFailed(refusals)
     await producer.send_offsets_to_transaction(offsets, group_id)
     await producer.commit_transaction()
-
-
-_M = 0x5BD1E995
-_WORDS: dict[int, struct.Struct] = {}
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 of a key (``aiokafka.partitioner.murmur2``, which Kafka's Java client
-    uses too), reading four bytes at a time: twice as fast, and it runs for every alert."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    words = _WORDS.get(length)
-    if words is None:
-        words = _WORDS[length] = struct.Struct(f"<{length // 4}I")
-    for k in words.unpack_from(data):
-        k = (k * _M) & 0xFFFFFFFF
-        k = ((k ^ (k >> 24)) * _M) & 0xFFFFFFFF
-        h = ((h * _M) & 0xFFFFFFFF) ^ k
-    rest, tail = length & 3, length & ~3
-    if rest >= 3:
-        h ^= data[tail + 2] << 16
-    if rest >= 2:
-        h ^= data[tail + 1] << 8
-    if rest >= 1:
-        h = ((h ^ data[tail]) * _M) & 0xFFFFFFFF
-    h = ((h ^ (h >> 13)) * _M) & 0xFFFFFFFF
-    return h ^ (h >> 15)
 
 
 async def _transaction_failed(

@@ -17,12 +17,9 @@ from aiokafka.errors import (
     NotLeaderForPartitionError,
     TopicAuthorizationFailedError,
 )
-from aiokafka.partitioner import murmur2 as aiokafka_murmur2
-from hypothesis import given
-from hypothesis import strategies as st
 
 from bus.errors import KafkaError
-from services.fanout.transaction import DeliveryFailed, Output, commit, murmur2
+from services.fanout.transaction import DeliveryFailed, Output, commit
 
 
 class _Batch:
@@ -155,8 +152,3 @@ async def test_a_topic_the_producer_may_not_write_fails_the_transaction_at_once(
 
 async def test_delivery_failed_is_a_kafka_error() -> None:
     assert issubclass(DeliveryFailed, KafkaError)
-
-
-@given(st.binary(max_size=200))
-def test_keys_go_to_the_partition_the_producer_itself_would_choose(key: bytes) -> None:
-    assert murmur2(key) == aiokafka_murmur2(key)
