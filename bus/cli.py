@@ -132,13 +132,7 @@ def kafka_start(
     status = broker.start()
     note = "already running" if before.running else "started"
     err.print(f"Kafka {status.version} {note} (pid {status.pid}).")
-    if status.client_config is None:
-        out.print(status.bootstrap_servers, highlight=False)
-        return
-    err.print(f"SASL_SSL on {status.bootstrap_servers}; the administrator's credentials are in "
-              f"{status.client_config} (mode 0600). To act as the administrator:")  # fmt: skip
-    out.print(f"export BUS_CLIENT_CONFIG={status.client_config}", highlight=False)
-    out.print(f"export BUS_CREDENTIALS_DIR={settings.credentials_dir}", highlight=False)
+    _print_started(settings, status.bootstrap_servers, status.client_config)
 
 
 def _cluster_start(settings: BusSettings, nodes: int) -> None:
@@ -153,12 +147,18 @@ def _cluster_start(settings: BusSettings, nodes: int) -> None:
     for node in status.nodes:
         note = "started" if node.node_id in down else "already running"
         err.print(f"node {node.node_id}: {note} (pid {node.pid}) on {node.bootstrap_server}")
-    if status.client_config is None:
-        out.print(status.bootstrap_servers, highlight=False)
+    _print_started(settings, status.bootstrap_servers, status.client_config)
+
+
+def _print_started(settings: BusSettings, bootstrap: str, client_config: Path | None) -> None:
+    """The last lines of ``bus kafka start``: the bootstrap address, or (secure) how to act as
+    the administrator."""
+    if client_config is None:
+        out.print(bootstrap, highlight=False)
         return
-    err.print(f"SASL_SSL on {status.bootstrap_servers}; the administrator's credentials are in "
-              f"{status.client_config} (mode 0600). To act as the administrator:")  # fmt: skip
-    out.print(f"export BUS_CLIENT_CONFIG={status.client_config}", highlight=False)
+    err.print(f"SASL_SSL on {bootstrap}; the administrator's credentials are in "
+              f"{client_config} (mode 0600). To act as the administrator:")  # fmt: skip
+    out.print(f"export BUS_CLIENT_CONFIG={client_config}", highlight=False)
     out.print(f"export BUS_CREDENTIALS_DIR={settings.credentials_dir}", highlight=False)
 
 
