@@ -825,6 +825,15 @@ def soak_report(
         f"over {grown:,} alerts: {per_alert:+,.0f} B per alert; fitted over the samples "
         f"{slope:+,.0f} B per alert)"
     )
+    # A step (buffers filled while the fan-out fell behind) and a slope (something kept per
+    # alert) end at the same drift; the second half of the run tells them apart.
+    half = next(x for x in samples if x.routed >= (warm.routed + last.routed) / 2)
+    if last.routed > half.routed:
+        print(
+            f"second half: RSS {half.rss / MIB:.1f} MiB at {half.routed:,} routed, last "
+            f"{last.rss / MIB:.1f} MiB ({(last.rss / half.rss - 1) * 100:+.1f} %, "
+            f"{(last.rss - half.rss) / (last.routed - half.routed):+,.0f} B per alert)"
+        )
     print(
         f"Routed (who received each alert, kept for its follow-ups): {final['known']:,} alerts "
         f"on disk in {final['state_file_bytes'] / MIB:.1f} MiB ({on_disk:,.0f} B per alert), "

@@ -38,7 +38,7 @@ from bus.errors import BusError
 #: SQLite's page cache for the store, in KiB: what the process holds of the file at most. A
 #: lookup of a fresh alert touches a few B-tree pages; the hot ones stay here, the rest in the
 #: operating system's file cache, which is not the process's memory.
-CACHE_KIB = 8 * 1024
+CACHE_KIB = 2 * 1024
 #: Recipient lists remembered in the process (each alert's row names its list by number; the
 #: agreements give few distinct lists). Past this, the memo starts again from empty.
 LISTS_MEMO = 4096
