@@ -226,6 +226,8 @@ class Routed:
             ) from exc
 
     def _list_id(self, db: sqlite3.Connection, recipients: Iterable[str]) -> int:
+        """The number of this recipient list, stored once as comma-separated partner ids
+        (which the agreements and ``parse_state`` allow only as ``[a-z0-9-]``)."""
         partners = tuple(sorted(recipients))
         list_id = self._lists.get(partners)
         if list_id is None:
