@@ -33,8 +33,9 @@ but not yet routed, so the broker is never flooded). Once the first 5 % are rout
 the fan-out process's RSS (``VmRSS`` of ``/proc/<pid>/status``) is sampled every
 --soak-interval seconds; the run reports it at the end of the warm-up, its minimum, maximum and
 last value, and the drift last/warm-up against the target of ±10 %. ``Routed`` remembers the
-recipients of every alert for its follow-ups, by design, so it grows with each distinct alert:
-the report gives the growth per alert and what ``Routed`` itself takes (``sys.getsizeof``). The
+recipients of every alert for its follow-ups, so it grows with each distinct alert, but on disk
+(a SQLite file under ``BUS_FANOUT_STATE_DIR``) with a bounded page cache in the process: the
+report gives the RSS growth per alert, and the file's size and entries at the end. The
 soak's ingress, inbox, audit and dead-letter topics keep about 64 MiB per partition.
 
     .venv/bin/python bench/fanout.py --soak --rate 1000
@@ -85,8 +86,8 @@ from bus.keys import HUB_KEY_ID, Signer  # noqa: E402
 from bus.logs import configure_logging  # noqa: E402
 from bus.models import ALERT_TYPES, Alert  # noqa: E402
 from bus.topics import TopicSpec  # noqa: E402
+from services.fanout.routed import CACHE_KIB  # noqa: E402
 from services.fanout.service import FanoutService  # noqa: E402
-from services.fanout.state import Routed  # noqa: E402
 from tests.factories import make_alert  # noqa: E402
 
 ORIGIN = "rs"
@@ -484,8 +485,9 @@ async def load_process(p: dict[str, Any]) -> None:
     """In its own process: publish at a fixed rate; time each alert until decoded in the output."""
     quiet_logging()
     settings = BusSettings(
-        bootstrap_servers=p["bootstrap"], keys_dir=Path(p["keys"]), topic_prefix=p["prefix"]
-    )
+        bootstrap_servers=p["bootstrap"], keys_dir=Path(p["keys"]), topic_prefix=p["prefix"],
+        fanout_state_dir=Path(p["state"]),
+    )  # fmt: skip
     rate, n = float(p["rate"]), int(p["rate"] * p["seconds"])
     # The first ``w`` alerts warm the path up at the offered rate and are not measured: a
     # producer's first transactions and a consumer's first fetches are slower than the rest.
@@ -598,39 +600,19 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
 
 
-def routed_bytes(routed: Routed) -> int:
-    """What ``routed``'s index takes by ``sys.getsizeof``: the dict, each alert id and the tuples
-    of its entries; origins and partner ids, shared by many entries, counted once each."""
-    index: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = routed._by_id
-    shared: set[int] = set()
-
-    def once(obj: object) -> int:
-        if id(obj) in shared:
-            return 0
-        shared.add(id(obj))
-        return sys.getsizeof(obj)
-
-    total = sys.getsizeof(index)
-    for alert_id, entries in index.items():
-        total += sys.getsizeof(alert_id) + sys.getsizeof(entries)
-        for entry in entries:
-            origin, recipients = entry
-            total += sys.getsizeof(entry) + once(origin) + once(recipients)
-            total += sum(once(p) for p in recipients)
-    return total
-
-
 def emit(message: dict[str, Any]) -> None:
     print(json.dumps(message), flush=True)
 
 
 async def fanout_process(p: dict[str, Any]) -> None:
     """In its own process, for its RSS to be the fan-out's alone: run ``FanoutService`` until
-    SIGTERM, with its progress as JSON lines on stdout, then what its ``Routed`` holds."""
+    SIGTERM, with its progress as JSON lines on stdout, then what its ``Routed`` holds (on
+    disk, under its own ``BUS_FANOUT_STATE_DIR``)."""
     quiet_logging()
     settings = BusSettings(
-        bootstrap_servers=p["bootstrap"], keys_dir=Path(p["keys"]), topic_prefix=p["prefix"]
-    )
+        bootstrap_servers=p["bootstrap"], keys_dir=Path(p["keys"]), topic_prefix=p["prefix"],
+        fanout_state_dir=Path(p["state"]),
+    )  # fmt: skip
     agreements = bench_agreements(p["partners"], "plain", SchemaRegistry.load(settings.schemas_dir))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -654,7 +636,7 @@ async def fanout_process(p: dict[str, Any]) -> None:
                 "restarts": st.restarts,
                 "info": sut.info(),
                 "known": len(service.routed),
-                "routed_bytes": routed_bytes(service.routed),
+                "state_file_bytes": service.routed.file_bytes(),
             }
         )
 
@@ -745,6 +727,7 @@ async def soak(
         "keys": str(settings.keys_dir),
         "prefix": settings.topic_prefix,
         "partners": partners,
+        "state": str(settings.fanout_state_dir),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(SCRIPT), "--fanout-process", json.dumps(params),
@@ -820,8 +803,7 @@ def soak_report(
     slope = math.nan
     if len({x.routed for x in samples}) > 1:
         slope = statistics.linear_regression([x.routed for x in samples], rss).slope
-    routed_per_alert = final["routed_bytes"] / final["known"] if final["known"] else math.nan
-    other = last.rss - warm.rss - routed_per_alert * grown  # Routed grows about linearly
+    on_disk = final["state_file_bytes"] / final["known"] if final["known"] else math.nan
     lo, hi = feeder.sizes
     print(
         f"\nalerts routed: {final['routed']:,} of {count:,} published ({final['alerts']:,} "
@@ -843,19 +825,25 @@ def soak_report(
         f"over {grown:,} alerts: {per_alert:+,.0f} B per alert; fitted over the samples "
         f"{slope:+,.0f} B per alert)"
     )
+    # A step (buffers filled while the fan-out fell behind) and a slope (something kept per
+    # alert) end at the same drift; the second half of the run tells them apart.
+    half = next(x for x in samples if x.routed >= (warm.routed + last.routed) / 2)
+    if last.routed > half.routed:
+        print(
+            f"second half: RSS {half.rss / MIB:.1f} MiB at {half.routed:,} routed, last "
+            f"{last.rss / MIB:.1f} MiB ({(last.rss / half.rss - 1) * 100:+.1f} %, "
+            f"{(last.rss - half.rss) / (last.routed - half.routed):+,.0f} B per alert)"
+        )
     print(
-        f"Routed (who received each alert, kept for its follow-ups by design): {final['known']:,} "
-        f"alerts in {final['routed_bytes'] / MIB:.1f} MiB by sys.getsizeof, "
-        f"{routed_per_alert:,.0f} B per alert; RSS growth since the warm-up other than "
-        f"Routed's about {other / MIB:+.1f} MiB ({other / warm.rss * 100:+.1f} %)"
+        f"Routed (who received each alert, kept for its follow-ups): {final['known']:,} alerts "
+        f"on disk in {final['state_file_bytes'] / MIB:.1f} MiB ({on_disk:,.0f} B per alert), "
+        f"the process holding at most {CACHE_KIB / 1024:g} MiB of it in its page cache"
     )
     if count < SOAK_DEFAULT and not math.isnan(slope):
         more = slope * (SOAK_DEFAULT - warm_at) / warm.rss
-        routed_more = routed_per_alert * (SOAK_DEFAULT - warm_at) / warm.rss
         print(
             f"projected: at the fitted slope, {SOAK_DEFAULT:,} alerts would end about "
-            f"{more * 100:+.0f} % off this warm-up RSS (Routed's growth alone: about "
-            f"{routed_more * 100:+.0f} %)"
+            f"{more * 100:+.0f} % off this warm-up RSS"
         )
     verdict = "met" if abs(drift) <= SOAK_TARGET else "MISSED"
     print(

@@ -77,6 +77,11 @@ class BusSettings(BaseSettings):
     dlq_retention_ms: int = Field(default=30 * 24 * 3600 * 1000)
     audit_retention_ms: int = Field(default=-1)  # the audit log is kept forever
 
+    # The fan-out.
+    #: Where the fan-out keeps who received which alert: one SQLite file per running instance,
+    #: rebuilt from ``bus.fanout.state`` at each start and deleted at the end. A local disk.
+    fanout_state_dir: Path = Field(default_factory=lambda: default_cache_dir() / "fanout-state")
+
     # The local broker started by ``bus kafka start``.
     kafka_version: str = "4.1.1"
     kafka_cache_dir: Path = Field(default_factory=default_cache_dir)

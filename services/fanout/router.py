@@ -33,7 +33,7 @@ from bus.models import Alert, MessageType, WithdrawalNotice
 from bus.policy import Decider, Decision
 from bus.redact import partner_copy
 from bus.topics import TopicNames
-from services.fanout.state import Routed, state_key, state_value
+from services.fanout.state import RoutedView, state_key, state_value
 from services.fanout.transaction import Output
 
 #: Dead-letter source and the stage of a refused follow-up or an undeliverable copy.
@@ -115,7 +115,7 @@ class Router:
     def route(
         self,
         record: ConsumerRecord,
-        routed: Routed,
+        routed: RoutedView,
         chain: AuditChain,
         *,
         now: datetime,

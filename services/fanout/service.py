@@ -102,8 +102,9 @@ class FanoutService:
         self.stall_s = stall_s
         self.max_attempts = max_attempts
         self.log = get_logger("fanout")
-        #: Who received what, shared by this instance's shards; restored from Kafka.
-        self.routed = Routed()
+        #: Who received what, shared by this instance's shards: a local file rebuilt from Kafka
+        #: during each run, deleted when the run ends.
+        self.routed = Routed(settings.fanout_state_dir)
         self._stopping = asyncio.Event()
         self._changed = asyncio.Event()
         self._members: AIOKafkaConsumer | None = None  # the membership consumer, in a session
@@ -113,7 +114,7 @@ class FanoutService:
         #: stops the service, a Kafka error restarts the membership.
         self._fault: Exception | None = None
         self._workers: dict[int, tuple[ShardWorker, asyncio.Task[None]]] = {}
-        self._restore: tuple[float, asyncio.Task[Routed]] | None = None
+        self._restore: tuple[float, asyncio.Task[None]] | None = None
         self._started: dict[int, float] = {}  # when each shard's worker last started
         #: State and audit records that did not parse, each reported once.
         self.malformed: set[tuple[str, int, int]] = set()
@@ -160,6 +161,17 @@ class FanoutService:
 
     async def run(self) -> None:
         """Route until ``stop()``; on a broker failure, back off, rejoin and carry on."""
+        try:
+            await self._run()
+        finally:
+            # A read still under way (its shards gone) would reopen the file: end it first.
+            if self._restore is not None and not self._restore[1].done():
+                self._restore[1].cancel()
+                await asyncio.gather(self._restore[1], return_exceptions=True)
+            self._restore = None
+            self.routed.close()
+
+    async def _run(self) -> None:
         backoff_s = 0.5
         while not self._stopping.is_set():
             try:
@@ -323,9 +335,8 @@ class FanoutService:
         loop = asyncio.get_running_loop()
         if self._restore is None or self._restore[0] < since:
             restorer = Restorer(self.settings, self.log, self.malformed)
-            self._restore = (loop.time(), asyncio.create_task(restorer.routed()))
-        restored = await asyncio.shield(self._restore[1])
-        self.routed.merge(restored)
+            self._restore = (loop.time(), asyncio.create_task(restorer.routed(self.routed)))
+        await asyncio.shield(self._restore[1])
         self.stats.state_malformed = len(self.malformed)
 
 

@@ -1,8 +1,9 @@
 """What the fan-out remembers between batches and restarts: who received which alert.
 
 An alert is identified by (origin, alert id): one country's alert id can never shadow, suppress
-or redirect another country's. ``Routed`` maps each routed alert to the partners that received
-its content; it is rebuilt at every start from the compacted topic ``bus.fanout.state``:
+or redirect another country's. ``Routed`` (``services.fanout.routed``, a local file) maps each
+routed alert to the partners that received its content; it is rebuilt at every start from the
+compacted topic ``bus.fanout.state``, its changelog:
 
     key    b"<origin>:<alert id>"
     value  {"origin": "rs", "alert_id": "…", "alert_type": "irregular-crossing",
@@ -25,53 +26,16 @@ from typing import Any
 from bus.audit import AuditChain, chain_of
 from bus.kafka import ReadWindow, iter_records
 from bus.settings import BusSettings
+from services.fanout.routed import Overlay, Routed, RoutedView, StateStoreError
+
+__all__ = [
+    "Overlay", "Restorer", "Routed", "RoutedView", "StateError", "StateRecord", "StateStoreError",
+    "parse_audit_head", "parse_state", "state_key", "state_value",
+]  # fmt: skip
 
 _COUNTRY = re.compile(r"[a-z]{2}")
 _PARTNER = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _HASH = re.compile(r"[0-9a-f]{64}")
-
-#: (origin, the partners that received the content) for one alert id.
-_Entry = tuple[str, tuple[str, ...]]
-
-
-class Routed:
-    """(origin, alert id) → the partners that received the alert's content.
-
-    Almost every alert id belongs to one origin, so the index keeps a tuple of entries per id:
-    small in memory, and ``origins`` answers "whose alert is this id?" without a scan.
-    ``overlay()`` gives a view for one batch whose additions reach this index only on ``merge``.
-    """
-
-    def __init__(self, parent: Routed | None = None) -> None:
-        self._by_id: dict[str, tuple[_Entry, ...]] = {}
-        self._parent = parent
-
-    def __len__(self) -> int:
-        return sum(len(entries) for entries in self._by_id.values())
-
-    def recipients(self, origin: str, alert_id: str) -> tuple[str, ...] | None:
-        """Who received ``origin``'s alert ``alert_id``, or None if it was never routed."""
-        for entry_origin, recipients in self._by_id.get(alert_id, ()):
-            if entry_origin == origin:
-                return recipients
-        return self._parent.recipients(origin, alert_id) if self._parent is not None else None
-
-    def origins(self, alert_id: str) -> set[str]:
-        """Every origin that has an alert with this id."""
-        found = {origin for origin, _ in self._by_id.get(alert_id, ())}
-        return found | self._parent.origins(alert_id) if self._parent is not None else found
-
-    def add(self, origin: str, alert_id: str, recipients: Iterable[str]) -> None:
-        others = tuple(e for e in self._by_id.get(alert_id, ()) if e[0] != origin)
-        self._by_id[alert_id] = (*others, (origin, tuple(sorted(recipients))))
-
-    def overlay(self) -> Routed:
-        return Routed(parent=self)
-
-    def merge(self, overlay: Routed) -> None:
-        for alert_id, entries in overlay._by_id.items():
-            for origin, recipients in entries:
-                self.add(origin, alert_id, recipients)
 
 
 class StateError(ValueError):
@@ -180,9 +144,14 @@ class Restorer:
             offset=record.offset, error=str(problem),
         )  # fmt: skip
 
-    async def routed(self) -> Routed:
-        routed = Routed()
+    async def routed(self, into: Routed) -> None:
+        """Fold ``bus.fanout.state`` into ``into``, one write per fetched batch.
+
+        What it writes is committed state, so a read cut short by a broker failure leaves
+        ``into`` with true entries only; the next read completes it.
+        """
         async for batch in iter_records(self._settings, self._settings.topics.fanout_state):
+            entries = []
             for record in batch:
                 try:
                     parsed = parse_state(record.key, record.value)
@@ -190,8 +159,8 @@ class Restorer:
                     self._report(record, problem)
                     continue
                 if parsed is not None:
-                    routed.add(parsed.origin, parsed.alert_id, parsed.recipients)
-        return routed
+                    entries.append((parsed.origin, parsed.alert_id, parsed.recipients))
+            into.add_many(entries)
 
     async def chain(self, shard: int) -> AuditChain:
         """Chain ``shard`` (partition ``shard`` of the audit topic) continued after its newest

@@ -1,15 +1,25 @@
-"""What the fan-out reads back: alert identity is (origin, alert id); bad records are refused."""
+"""What the fan-out remembers and reads back: alert identity is (origin, alert id), kept on disk
+in a file of each instance's own, rebuilt from Kafka; bad records are refused."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from unittest.mock import MagicMock
 
 import pytest
 
+from bus.settings import BusSettings
+from services.fanout import state
 from services.fanout.state import (
+    Restorer,
     Routed,
     StateError,
+    StateStoreError,
     parse_audit_head,
     parse_state,
     state_key,
@@ -19,27 +29,155 @@ from services.fanout.state import (
 AID = str(uuid.uuid4())
 
 
-def test_one_origin_cannot_shadow_another_with_the_same_id() -> None:
-    routed = Routed()
+@pytest.fixture
+def routed(tmp_path: Path) -> Iterator[Routed]:
+    with Routed(tmp_path / "state") as store:
+        yield store
+
+
+def test_one_origin_cannot_shadow_another_with_the_same_id(routed: Routed) -> None:
     routed.add("mk", AID, ["rs", "europol"])
     assert routed.recipients("rs", AID) is None
     assert routed.recipients("mk", AID) == ("europol", "rs")
     routed.add("rs", AID, ["mk"])
     assert routed.recipients("mk", AID) == ("europol", "rs")
+    assert routed.recipients("rs", AID) == ("mk",)
     assert routed.origins(AID) == {"mk", "rs"}
     assert len(routed) == 2
 
 
-def test_an_overlay_reaches_the_index_only_when_merged() -> None:
-    routed = Routed()
+def test_an_alert_routed_to_nobody_is_still_known(routed: Routed) -> None:
+    routed.add("rs", AID, [])
+    assert routed.recipients("rs", AID) == ()  # a duplicate of it is still refused
+    assert routed.origins(AID) == {"rs"}
+
+
+def test_an_overlay_reaches_the_store_only_when_merged(routed: Routed) -> None:
     routed.add("rs", AID, ["mk"])
     batch = routed.overlay()
     other = str(uuid.uuid4())
     batch.add("al", other, ["xk"])
+    batch.add("rs", other, ["mk", "al"])
     assert batch.recipients("rs", AID) == ("mk",)  # reads through
+    assert batch.origins(other) == {"al", "rs"}
     assert routed.recipients("al", other) is None
     routed.merge(batch)
     assert routed.recipients("al", other) == ("xk",)
+    assert routed.recipients("rs", other) == ("al", "mk")
+    assert routed.origins(other) == {"al", "rs"}
+
+
+def test_an_aborted_batch_leaves_the_store_as_it_was(routed: Routed) -> None:
+    routed.add("rs", AID, ["mk"])
+    aborted = routed.overlay()
+    other = str(uuid.uuid4())
+    aborted.add("rs", other, ["mk"])
+    aborted.add("al", AID, ["xk"])
+    # The transaction aborted: its overlay is dropped, and the batch is routed again.
+    again = routed.overlay()
+    assert again.recipients("rs", other) is None
+    assert again.origins(AID) == {"rs"}
+    assert len(routed) == 1
+
+
+def test_entries_survive_past_the_page_cache(tmp_path: Path) -> None:
+    """Far more alerts than the store's cache holds: every one is still found, on disk."""
+    ids = [str(uuid.uuid4()) for _ in range(20_000)]
+    with Routed(tmp_path, cache_kib=64) as routed:
+        for start in range(0, len(ids), 500):
+            batch = routed.overlay()
+            for i, alert_id in enumerate(ids[start : start + 500], start):
+                batch.add("rs", alert_id, [f"p{i % 7}", "europol"])
+            routed.merge(batch)
+        assert len(routed) == len(ids)
+        assert routed.recipients("rs", ids[0]) == ("europol", "p0")
+        assert routed.recipients("rs", ids[12_345]) == ("europol", f"p{12_345 % 7}")
+        assert routed.recipients("mk", ids[0]) is None
+        assert routed.path is not None
+        assert routed.file_bytes() > 64 * 1024
+
+
+def test_closing_deletes_the_file_and_a_new_use_starts_empty(tmp_path: Path) -> None:
+    routed = Routed(tmp_path)
+    routed.add("rs", AID, ["mk"])
+    path = routed.path
+    assert path is not None
+    assert path.exists()
+    routed.close()
+    assert not path.exists()
+    assert len(routed) == 0
+    assert routed.recipients("rs", AID) is None  # a fresh file, to be rebuilt from Kafka
+    routed.close()
+
+
+def test_two_stores_in_one_directory_share_nothing(tmp_path: Path) -> None:
+    with Routed(tmp_path) as first, Routed(tmp_path) as second:
+        first.add("rs", AID, ["mk"])
+        assert second.recipients("rs", AID) is None
+        second.add("mk", AID, ["rs"])  # opening the directory leaves the live file alone
+        assert first.recipients("rs", AID) == ("mk",)
+        assert first.path != second.path
+        assert first.path is not None
+        assert first.path.exists()
+
+
+def test_a_file_left_by_an_ended_process_is_deleted_unread(tmp_path: Path) -> None:
+    left = tmp_path / "routed-crashed.sqlite3"
+    with sqlite3.connect(left) as db:  # what a fan-out that crashed left behind
+        db.executescript(
+            "CREATE TABLE lists (id INTEGER PRIMARY KEY, partners TEXT NOT NULL UNIQUE);"
+            "CREATE TABLE routed (alert_id TEXT, origin TEXT, list INTEGER,"
+            " PRIMARY KEY (alert_id, origin)) WITHOUT ROWID;"
+            "INSERT INTO lists VALUES (1, 'mk');"
+        )
+        db.execute("INSERT INTO routed VALUES (?, 'rs', 1)", (AID,))
+    db.close()
+    with Routed(tmp_path) as routed:
+        assert routed.recipients("rs", AID) is None
+        assert not left.exists()
+        assert routed.path is not None
+        assert routed.path.parent == tmp_path
+
+
+def test_a_directory_that_cannot_hold_the_file_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(StateStoreError, match=r"not-a-dir.*BUS_FANOUT_STATE_DIR"):
+        Routed(blocker).recipients("rs", AID)
+
+
+async def test_a_restore_folds_the_changelog_and_skips_what_does_not_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = str(uuid.uuid4())
+    topic = [
+        [_record(state_key("rs", AID), state_value("rs", AID, "readmission", ["mk"], []), 0),
+         _record(b"rs:" + AID.encode(), b"garbage", 1)],
+        [_record(state_key("mk", AID), state_value("mk", AID, "readmission", ["rs", "al"], []), 2),
+         _record(state_key("rs", other), None, 3)],
+    ]  # fmt: skip
+
+    async def records(*_: object, **__: object) -> AsyncIterator[list[SimpleNamespace]]:
+        for batch in topic:
+            yield batch
+
+    monkeypatch.setattr(state, "iter_records", records)
+    log = MagicMock()
+    restorer = Restorer(BusSettings(), log)
+    with Routed(tmp_path) as routed:
+        await restorer.routed(routed)
+        await restorer.routed(routed)  # a shard gained later reads it again: the same state
+        assert routed.recipients("rs", AID) == ("mk",)
+        assert routed.recipients("mk", AID) == ("al", "rs")
+        assert routed.origins(other) == set()  # a tombstone
+        assert len(routed) == 2
+    assert restorer.malformed == {("bus.fanout.state", 0, 1)}
+    log.error.assert_called_once()
+
+
+def _record(key: bytes, value: bytes | None, offset: int) -> SimpleNamespace:
+    return SimpleNamespace(topic="bus.fanout.state", partition=0, offset=offset, key=key,
+                           value=value)  # fmt: skip
 
 
 def test_a_state_record_round_trips() -> None:
