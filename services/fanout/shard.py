@@ -292,7 +292,7 @@ class ShardWorker:
                 owners = [records[bisect.bisect_right(ends, i)] for i in range(len(outputs))]
                 self._blame(exc, outputs, owners, alone=len(records) == 1)
             raise
-        # Only now, with the transaction committed, does the in-memory state move on.
+        # Only now, with the transaction committed, do the delivery state and the chain move on.
         service.routed.merge(routed)
         self._chain = chain
         service.stats.add(counts)
