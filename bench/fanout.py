@@ -485,9 +485,8 @@ async def load_process(p: dict[str, Any]) -> None:
     """In its own process: publish at a fixed rate; time each alert until decoded in the output."""
     quiet_logging()
     settings = BusSettings(
-        bootstrap_servers=p["bootstrap"], keys_dir=Path(p["keys"]), topic_prefix=p["prefix"],
-        fanout_state_dir=Path(p["state"]),
-    )  # fmt: skip
+        bootstrap_servers=p["bootstrap"], keys_dir=Path(p["keys"]), topic_prefix=p["prefix"]
+    )
     rate, n = float(p["rate"]), int(p["rate"] * p["seconds"])
     # The first ``w`` alerts warm the path up at the offered rate and are not measured: a
     # producer's first transactions and a consumer's first fetches are slower than the rest.
