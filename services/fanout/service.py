@@ -161,10 +161,13 @@ class FanoutService:
 
     async def run(self) -> None:
         """Route until ``stop()``; on a broker failure, back off, rejoin and carry on."""
+        follower = asyncio.create_task(self._follow_state())
         try:
             await self._run()
         finally:
             # A read still under way (its shards gone) would reopen the file: end it first.
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
             if self._restore is not None and not self._restore[1].done():
                 self._restore[1].cancel()
                 await asyncio.gather(self._restore[1], return_exceptions=True)
@@ -325,6 +328,62 @@ class FanoutService:
         self._changed.set()
 
     # -- state shared by the shards ----------------------------------------------------------
+
+    async def _follow_state(self) -> None:
+        """Fold into ``routed`` what every instance commits to ``bus.fanout.state``, as it is
+        committed, from the topic's end when this instance started.
+
+        A shard's restore reads what was committed when the shard was taken; this keeps the
+        rest of ``routed`` current with the shards other instances hold, so that a follow-up
+        that lands on another shard than the alert it names (another case reference, another
+        country's follow-up) is still checked against that alert: its recipients, its origin,
+        a duplicate of it. It is as current as the last fetch (a fraction of a second behind).
+        """
+        s, topic = self.settings, self.names.fanout_state
+        folder = Restorer(s, self.log, self.malformed)
+        positions: dict[TopicPartition, int] = {}
+        backoff_s = 0.5
+        while not self._stopping.is_set():
+            consumer = make_consumer(s, group_id=None, client_suffix="fanout-state-follower")
+            try:
+                await bounded(
+                    consumer.start(), s.connect_timeout_ms, f"Connecting to follow {topic}",
+                    timeout_error=KafkaError,
+                )  # fmt: skip
+                layout = await topic_partitions(consumer, s.request_timeout_ms)
+                tps = [TopicPartition(topic, p) for p in sorted(layout.get(topic, ()))]
+                consumer.assign(tps)
+                fresh = [tp for tp in tps if tp not in positions]
+                if fresh:
+                    await bounded(
+                        consumer.seek_to_end(*fresh), s.request_timeout_ms,
+                        f"Reading the end of {topic}", timeout_error=KafkaError,
+                    )  # fmt: skip
+                for tp in tps:
+                    if tp in positions:
+                        consumer.seek(tp, positions[tp])
+                while not self._stopping.is_set():
+                    batch = await bounded(consumer.getmany(timeout_ms=500, max_records=2000),
+                                          s.request_timeout_ms + 500, f"Following {topic}",
+                                          timeout_error=KafkaError)  # fmt: skip
+                    for tp, records in batch.items():
+                        folder.fold(records, self.routed)
+                        positions[tp] = records[-1].offset + 1
+                    self.stats.state_malformed = len(self.malformed)
+                    backoff_s = 0.5
+            except Exception as exc:
+                if not (isinstance(exc, KafkaError | OSError) or _from_aiokafka(exc)):
+                    self._fault = exc  # the state store failed, say: the service ends with it
+                    return
+                self.log.warning("fanout_state_follow_failed", error_class=type(exc).__name__,
+                                 error=str(exc), retry_in_s=backoff_s)  # fmt: skip
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff_s)
+                backoff_s = min(backoff_s * 2, 10.0)
+            finally:
+                problem = await stop_client(consumer, s.request_timeout_ms)
+                if problem:
+                    self.log.warning("client_stop_failed", error=problem)
 
     async def restore_routed(self, *, since: float) -> None:
         """Fold ``bus.fanout.state`` into ``routed``, from a read begun after ``since``.

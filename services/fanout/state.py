@@ -151,16 +151,21 @@ class Restorer:
         ``into`` with true entries only; the next read completes it.
         """
         async for batch in iter_records(self._settings, self._settings.topics.fanout_state):
-            entries = []
-            for record in batch:
-                try:
-                    parsed = parse_state(record.key, record.value)
-                except StateError as problem:
-                    self._report(record, problem)
-                    continue
-                if parsed is not None:
-                    entries.append((parsed.origin, parsed.alert_id, parsed.recipients))
-            into.add_many(entries)
+            self.fold(batch, into)
+
+    def fold(self, records: Iterable[Any], into: Routed) -> None:
+        """Write the ``bus.fanout.state`` records that parse into ``into``, in one go; report
+        the others."""
+        entries = []
+        for record in records:
+            try:
+                parsed = parse_state(record.key, record.value)
+            except StateError as problem:
+                self._report(record, problem)
+                continue
+            if parsed is not None:
+                entries.append((parsed.origin, parsed.alert_id, parsed.recipients))
+        into.add_many(entries)
 
     async def chain(self, shard: int) -> AuditChain:
         """Chain ``shard`` (partition ``shard`` of the audit topic) continued after its newest

@@ -13,15 +13,18 @@ import signal
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bus import Alert, BusSettings
 from bus.admin import read_audit
 from bus.audit import decisions, verify_chains
+from bus.batching import partition_for
 from bus.errors import BusError
 from bus.models import WithdrawalNotice
 from services.fanout.service import FanoutService
+from tests.factories import make_alert
 from tests.integration.conftest import create_topics
 from tests.integration.fanout_support import (
     agreements_keys,
@@ -199,6 +202,56 @@ async def test_an_instance_stops_when_the_shard_count_changes_under_it(env: BusS
     finally:
         new.stop()
         await asyncio.wait_for(new_run, 60)
+
+
+def _keyed_to(shards: list[int], origin: str, **header: Any) -> Alert:
+    """An irregular-crossing alert whose case reference lands on one of ``shards`` (of 3)."""
+    for i in range(1000):
+        case_ref = f"{origin.upper()}-SHARDED-{i}"
+        if partition_for(case_ref.encode(), [0, 1, 2]) in shards:
+            return make_alert("irregular-crossing", origin, tlp="GREEN", case_ref=case_ref,
+                              explicit_recipients=[], **header)  # fmt: skip
+    raise AssertionError(f"no case reference lands on shards {shards}")
+
+
+async def test_an_instance_checks_a_follow_up_against_an_alert_another_instance_routed(
+    env: BusSettings,
+) -> None:
+    # The alert is routed by one instance after both took their shards; a follow-up naming it
+    # from another country lands on a shard of the other instance, which learns of the alert
+    # from bus.fanout.state as it is committed, and refuses the follow-up as one instance would.
+    first, second = (FanoutService(env, agreements=AGREEMENTS) for _ in range(2))
+    runs = [asyncio.create_task(first.run())]
+    try:
+        await first.wait_ready(120)
+        runs.append(asyncio.create_task(second.run()))
+        await _wait(
+            lambda: bool(first.shards) and bool(second.shards)
+            and len(first.shards) + len(second.shards) == 3,
+            "two instances sharing the shards",
+        )  # fmt: skip
+        await first.wait_ready(120)
+        await second.wait_ready(120)
+        original = _keyed_to(first.shards, "rs")
+        await publish_all(env, [original])
+        alert_id = str(original.alert_id)
+        await _wait(lambda: first.stats.alerts == 1, "the alert routed by the first instance")
+        await _wait(lambda: second.routed.recipients("rs", alert_id) is not None,
+                    "the second instance learning of it")  # fmt: skip
+        assert second.routed.origins(alert_id) == {"rs"}
+        update = _keyed_to(second.shards, "mk", msg_type="UPDATE", references=[alert_id])
+        await publish_all(env, [update])
+        await _wait(lambda: second.stats.refused + second.stats.alerts >= 1,
+                    "the follow-up handled by the second instance")  # fmt: skip
+        assert (second.stats.refused, second.stats.alerts) == (1, 0)
+        audit = [
+            r for r in decisions(await read_audit(env)) if r["alert_id"] == str(update.alert_id)
+        ]
+        assert [r["decision"] for r in audit] == ["refused"]
+    finally:
+        first.stop()
+        second.stop()
+        await asyncio.wait_for(asyncio.gather(*runs), 60)
 
 
 # -- a zombie ------------------------------------------------------------------------------
