@@ -87,11 +87,24 @@ class BusSettings(BaseSettings):
     kafka_cache_dir: Path = Field(default_factory=default_cache_dir)
     kafka_data_dir: Path = Field(default_factory=lambda: default_cache_dir() / "kafka-data")
     kafka_port: int = Field(default=9092, gt=0, lt=65536)
+    #: The local broker's controller port: the one after ``kafka_port`` unless set, so that a
+    #: second broker on one machine needs only ``BUS_KAFKA_PORT`` of its own.
     kafka_controller_port: int = Field(default=9093, gt=0, lt=65536)
     kafka_heap_mb: int = Field(default=768, gt=0)
     kafka_start_timeout_ms: int = Field(default=90_000, gt=0)
     #: ``bus kafka start --secure``: SASL_SSL (SCRAM-SHA-512) listener, ACLs enforced.
     kafka_secure: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _controller_port_follows_the_port(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("kafka_controller_port") is not None:
+            return data
+        try:
+            port = int(data.get("kafka_port", 9092))
+        except (TypeError, ValueError):
+            return data  # the port's own validation names the problem
+        return {**data, "kafka_controller_port": port + 1}
 
     @model_validator(mode="before")
     @classmethod

@@ -45,3 +45,18 @@ def test_a_cluster_id_never_starts_like_an_option(monkeypatch: pytest.MonkeyPatc
     draws = iter([uuid.UUID(bytes=b"\xfb" + bytes(15)), uuid.UUID(bytes=bytes(16))])
     monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
     assert _kafka_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"  # the first draw gave '-wAA…'
+
+
+def test_the_controller_port_follows_the_client_port_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second broker on one machine needs only a port of its own: its controller port is the
+    # next one, not the first broker's 9093.
+    monkeypatch.delenv("BUS_KAFKA_CONTROLLER_PORT", raising=False)
+    monkeypatch.setenv("BUS_KAFKA_PORT", "41092")
+    assert BusSettings().kafka_controller_port == 41093
+    monkeypatch.setenv("BUS_KAFKA_CONTROLLER_PORT", "41100")
+    assert BusSettings().kafka_controller_port == 41100
+    monkeypatch.delenv("BUS_KAFKA_PORT")
+    monkeypatch.delenv("BUS_KAFKA_CONTROLLER_PORT")
+    assert (BusSettings().kafka_port, BusSettings().kafka_controller_port) == (9092, 9093)
