@@ -15,7 +15,10 @@ aiokafka's 20 ms back-off. Transactions still follow one another, whichever prod
 Starting a session fences whatever instance held the shard before (its open transactions are
 aborted, its late writes refused), and only then restores the chain head and the delivery state
 from what was committed. A session starts only while the instance's membership of the shards
-group still holds the shard, so a zombie woken up late neither routes nor fences its successor.
+group still holds the shard, so a zombie woken up late rejoins the group rather than take its
+shards back. One frozen in the middle of starting a session may finish it and fence its
+successor in turn; the successor, still given the shard by the group, fences it back. Each
+restores from what was committed before it routes, so nothing is written twice.
 """
 
 from __future__ import annotations
