@@ -381,6 +381,15 @@ async def stop_client(client: Any, timeout_ms: int) -> str | None:
 async def _close_unflushed(producer: AIOKafkaProducer) -> None:
     """Close a producer's sender and connections, giving up what Kafka has not acknowledged."""
     producer._closed = True  # its own stop() now does nothing: it would wait for the flush
+    # Fail the batches it still holds: a transaction's commit under way waits for them, and
+    # would otherwise stay pending until its task is destroyed with the producer.
+    accumulator = producer._message_accumulator
+    held = [b for batches in accumulator._batches.values() for b in batches]
+    held += accumulator._pending_batches
+    accumulator.fail_all(KafkaConnectionError("the producer was closed unflushed"))
+    for batch in held:  # given up on purpose: nobody is to be told of their failure
+        if batch.future.done() and not batch.future.cancelled():
+            batch.future.exception()
     for closing in (producer._sender.close, producer.client.close):
         try:
             await asyncio.wait_for(closing(), 1.0)
