@@ -86,10 +86,22 @@ class PartitionBatches:
         self._partitions[topic] = sorted(partitions)
 
     def add(
-        self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]],
+        *,
+        key_hash: int | None = None,
     ) -> None:
-        """Append one record to the open batch of its partition (a new one when that is full)."""
-        partition = partition_for(key, self._partitions[topic])
+        """Append one record to the open batch of its partition (a new one when that is full).
+
+        ``key_hash``, when given, is ``murmur2(key)`` computed already (by a preparing worker).
+        """
+        partitions = self._partitions[topic]
+        if key_hash is None:
+            key_hash = murmur2(key)
+        partition = partitions[(key_hash & 0x7FFFFFFF) % len(partitions)]
         batches = self._batches.setdefault((topic, partition), [])
         if not batches or (index := self._append(batches[-1], key, value, headers)) is None:
             batches.append(self._create_batch())

@@ -18,20 +18,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import pydantic
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from bus.batching import PartitionBatches
 from bus.codec import AlertCodec
-from bus.envelope import alert_headers
-from bus.errors import BusError, KafkaError, OriginMismatch, ValidationError
+from bus.envelope import H_ALERT_ID, H_KEY_ID, H_ORIGIN, H_SIGNATURE, H_TYPE, alert_headers
+from bus.errors import BusError, KafkaError
 from bus.kafka import WaitBudget, bounded, make_producer, stop_client
 from bus.keys import Signer
 from bus.logs import get_logger
-from bus.models import ALERT_MODELS, Alert
+from bus.models import Alert
+from bus.publishing import PreparingPool, Ready, make_ready
+from bus.publishing.ready import check_origin, parse_alert
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from bus.topics import check_country
+
+__all__ = ["PreparedAlert", "PublishResult", "Publisher", "parse_alert"]
 
 
 @dataclass(frozen=True)
@@ -52,48 +55,20 @@ class PreparedAlert(NamedTuple):
     signature: bytes
 
 
-def parse_alert(data: Mapping[str, Any], alert_type: str | None = None) -> Alert:
-    """Validate an Avro-shaped dict (as in ``examples/alerts/``) into its alert model.
-
-    The type comes from ``alert_type`` or from the dict's ``alert_type`` key. A problem raises
-    ``ValidationError`` naming the field, e.g. ``header.occurred_at``.
-    """
-    body = dict(data)
-    declared = body.pop("alert_type", None)
-    kind = alert_type or declared
-    if not isinstance(kind, str) or kind not in ALERT_MODELS:
-        raise ValidationError(
-            f"Alert type {kind!r} is not known; expected one of {', '.join(sorted(ALERT_MODELS))} "
-            "(give it as the 'alert_type' key or --type)",
-            field="alert_type",
-        )
-    try:
-        return ALERT_MODELS[kind].model_validate(body)
-    except pydantic.ValidationError as exc:
-        raise validation_error(kind, exc) from exc
-
-
-def validation_error(alert_type: str, exc: pydantic.ValidationError) -> ValidationError:
-    """The first problem, naming the field and the kind of value that came, never the value:
-    a name or a date of birth is personal data, and error messages end up in logs."""
-    errors = exc.errors()
-    first = errors[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(alert)"
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    got = "" if first["type"] == "missing" else f" (got {_kind(first['input'])})"
-    return ValidationError(
-        f"Invalid {alert_type} alert: field {where}: {first['msg']}{got}{more}", field=where
-    )
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, str | bytes | list | dict):
-        return f"{type(value).__name__} of length {len(value)}"
-    return "null" if value is None else type(value).__name__
+#: ``publish_many`` hands alerts to the preparing workers from this many on; fewer are
+#: prepared in the publishing process (a chunk's round trip is not worth it).
+PARALLEL_FROM = 1000
 
 
 class Publisher:
-    """Publishes one country's alerts to its ingress topics."""
+    """Publishes one country's alerts to its ingress topics.
+
+    With ``BUS_PUBLISH_WORKERS=N`` (N > 0) the publisher starts N worker processes when it
+    starts, and a ``publish_many`` of ``PARALLEL_FROM`` alerts or more is prepared by them and by
+    this process together (``bus.publishing``). The workers load the signing key from
+    ``BUS_KEYS_DIR`` themselves, so they are used only when ``signer`` and ``codec`` are not
+    given; the results are the same either way.
+    """
 
     def __init__(
         self,
@@ -111,12 +86,30 @@ class Publisher:
         self._log = get_logger("publisher", origin=origin)
         self._started = False
         self._topics: dict[str, str] = {}  # alert type -> this origin's ingress topic
+        self._pool: PreparingPool | None = None
+        if settings.publish_workers:
+            if signer is None and codec is None:
+                self._pool = PreparingPool(
+                    settings, origin=self.origin, workers=settings.publish_workers
+                )
+            else:
+                self._log.info(
+                    "publish_workers_unused",
+                    reason="a signer or codec was given; workers load theirs from the settings",
+                )
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The process ids of the preparing workers (none unless ``BUS_PUBLISH_WORKERS``)."""
+        return self._pool.pids if self._pool else []
 
     async def __aenter__(self) -> Publisher:
         try:
             await bounded(
                 self._producer.start(), self._settings.connect_timeout_ms, "Connecting to Kafka"
             )
+            if self._pool is not None:
+                await self._pool.start()
         except BaseException:
             await self._close(flush=False)
             raise
@@ -127,11 +120,13 @@ class Publisher:
         await self._close(flush=exc_type is None)
 
     async def _close(self, *, flush: bool) -> None:
+        self._started = False
+        if self._pool is not None:
+            await self._pool.close()
         # stop() flushes pending batches; bounded so that a dead broker cannot hold us forever.
         problem = await stop_client(self._producer, self._settings.publish_timeout_ms)
         if problem:
             self._log.warning("producer_stop_failed", error=problem)
-        self._started = False
 
     def prepare(self, alert: Alert | Mapping[str, Any]) -> PreparedAlert:
         """Validate, check the origin, encode and sign: (alert, value, signature).
@@ -141,33 +136,29 @@ class Publisher:
         """
         if not isinstance(alert, Alert):
             alert = parse_alert(alert)
-        self._check_origin(alert)
+        check_origin(alert, self.origin)
         value = self._codec.encode(alert)
         return PreparedAlert(alert, value, self._signer.sign(value))
 
-    def _check_origin(self, alert: Alert) -> None:
-        if alert.origin != self.origin:
-            raise OriginMismatch(
-                f"Alert {alert.alert_id} has header.origin {alert.origin!r}, but this publisher "
-                f"publishes as {self.origin!r}; a country publishes only its own alerts"
-            )
+    def _ready(self, alert: Alert | Mapping[str, Any]) -> Ready:
+        return make_ready(alert, self._codec, self._signer, self.origin)
 
     def _check_started(self) -> None:
         if not self._started:
             raise BusError("Publisher is not started: use `async with Publisher(...) as pub:`")
 
-    def _topic(self, alert: Alert) -> str:
-        topic = self._topics.get(alert.alert_type)
+    def _topic(self, alert_type: str) -> str:
+        topic = self._topics.get(alert_type)
         if topic is None:
-            topic = self._settings.topics.ingress(self.origin, alert.alert_type)
-            self._topics[alert.alert_type] = topic
+            topic = self._settings.topics.ingress(self.origin, alert_type)
+            self._topics[alert_type] = topic
         return topic
 
     async def _enqueue(self, prepared: PreparedAlert, budget: WaitBudget) -> tuple[uuid.UUID, Any]:
         """Hand a prepared alert to the producer; return the delivery future."""
         self._check_started()
         alert, value, signature = prepared
-        topic = self._topic(alert)
+        topic = self._topic(alert.alert_type)
         delivery = await budget(
             self._producer.send(
                 topic,
@@ -203,10 +194,22 @@ class Publisher:
         """Publish alerts in batches; return once Kafka acknowledged every one, in order.
 
         All alerts are validated, encoded and signed before the first is sent, so one that
-        cannot be publishes nothing. Raises ``PublishTimeout`` once the call has waited
+        cannot be publishes nothing; the error is the first such alert's, as if they were
+        prepared one by one. Raises ``PublishTimeout`` once the call has waited
         ``BUS_PUBLISH_TIMEOUT_MS`` for Kafka in all (preparing the alerts does not count).
         """
-        return await self._publish_batched(self.prepare(a) for a in alerts)
+        self._check_started()
+        layout = _Layout(self)
+        if self._pool is not None:
+            alerts = alerts if isinstance(alerts, Sequence) else list(alerts)
+        if self._pool is not None and len(alerts) >= PARALLEL_FROM:  # type: ignore[arg-type]
+            async for chunk in self._pool.prepare(alerts, self._ready):  # type: ignore[arg-type]
+                for ready in chunk:
+                    await layout.add(ready)
+        else:
+            for alert in alerts:
+                await layout.add(self._ready(alert))
+        return await layout.publish()
 
     async def publish_prepared(self, prepared: Sequence[PreparedAlert]) -> list[PublishResult]:
         """Publish alerts that ``prepare`` returned, in batches, as ``publish_many`` does.
@@ -214,56 +217,13 @@ class Publisher:
         For callers that prepare each alert on its own (off the event loop, or to set one that
         does not encode aside).
         """
-        return await self._publish_batched(prepared)
-
-    async def _publish_batched(self, prepared: Iterable[PreparedAlert]) -> list[PublishResult]:
-        """Lay the alerts out in producer batches, then send them and wait for Kafka.
-
-        Each alert goes into the open batch of its partition (chosen from the key as ``send``
-        would; a new batch when that one is full), and only its bytes are kept: the models are
-        let go as soon as they are encoded, so a large call leaves the garbage collector little
-        to walk. Batches go out with ``send_batch``, a record costing an append instead of a
-        ``send``; each alert's offset is its batch's base offset plus its place in the batch.
-        Nothing is sent before every alert was prepared. Enqueueing waits while the producer's
-        buffer is full; that wait, learning partitions and the acknowledgements share one
-        ``BUS_PUBLISH_TIMEOUT_MS`` (a ``WaitBudget``).
-        """
         self._check_started()
-        budget = WaitBudget(self._settings.publish_timeout_ms)
-        batches = PartitionBatches(self._producer.create_batch)
-        key_id = self._signer.key_id
-        alert_ids: list[uuid.UUID] = []
+        layout = _Layout(self)
         for alert, value, signature in prepared:
-            topic = self._topic(alert)
-            if not batches.knows(topic):
-                batches.add_topic(topic, await self._partitions(topic, budget))
-            key, headers = alert.record_key, alert_headers(alert, signature, key_id)
-            self._check_size(alert, key, value, headers)
-            batches.add(topic, key, value, headers)
-            alert_ids.append(alert.alert_id)
-        if not alert_ids:
-            return []
-        laid_out = batches.by_partition()
-        deliveries = await budget(
-            asyncio.gather(*(self._send_batches(t, p, b) for (t, p), b in laid_out.items())),
-            f"Handing {len(alert_ids)} alert(s) to the producer",
-        )
-        acknowledged = await budget(
-            asyncio.gather(*(d for partition in deliveries for d in partition)),
-            f"Waiting for Kafka to acknowledge {len(alert_ids)} alert(s)",
-        )
-        base_offsets: dict[tuple[str, int], list[int]] = {tp: [] for tp in laid_out}
-        for md in acknowledged:
-            base_offsets[(md.topic, md.partition)].append(md.offset)
-        offsets = batches.offsets(base_offsets)
-        return [
-            PublishResult(alert_id, placed.topic, placed.partition, offset)
-            for alert_id, placed, offset in zip(alert_ids, batches.placements, offsets, strict=True)
-        ]
+            await layout.add(Ready.of(alert, value, signature))
+        return await layout.publish()
 
-    def _check_size(
-        self, alert: Alert, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> None:
+    def _check_size(self, alert_id: str, key: bytes, value: bytes, headers: list[Any]) -> None:
         """Refuse, before anything is sent, a record larger than the producer may send.
 
         ``send`` checks this for each record; a batch is checked by nobody before the broker.
@@ -274,7 +234,7 @@ class Publisher:
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
         if size > limit:
             raise KafkaError(
-                f"Alert {alert.alert_id} is {size} bytes as a Kafka record; the producer sends "
+                f"Alert {alert_id} is {size} bytes as a Kafka record; the producer sends "
                 f"at most {limit} bytes in a request. Nothing of this call was sent: publish "
                 "the alert without its bulkiest content, or the others without it"
             )
@@ -294,3 +254,67 @@ class Publisher:
             self._producer.partitions_for(topic), f"Reading the partitions of {topic}"
         )
         return sorted(found)
+
+
+class _Layout:
+    """One call's alerts laid out in producer batches, then sent and acknowledged.
+
+    Each alert goes into the open batch of its partition (chosen from the key as ``send`` would;
+    a new batch when that one is full), and only its bytes are kept, so a large call leaves the
+    garbage collector little to walk. Batches go out with ``send_batch``, a record costing an
+    append instead of a ``send``; each alert's offset is its batch's base offset plus its place
+    in the batch. Nothing is sent before ``publish``. Enqueueing waits while the producer's
+    buffer is full; that wait, learning partitions and the acknowledgements share one
+    ``BUS_PUBLISH_TIMEOUT_MS`` (a ``WaitBudget``).
+    """
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._pub = publisher
+        self._budget = WaitBudget(publisher._settings.publish_timeout_ms)
+        self._batches = PartitionBatches(publisher._producer.create_batch)
+        self._key_id = publisher._signer.key_id.encode()
+        self._origin = publisher.origin.encode()
+        self._alert_ids: list[str] = []
+
+    async def add(self, ready: Ready) -> None:
+        alert_type, alert_id, key, value, signature, key_hash = ready
+        topic = self._pub._topic(alert_type)
+        if not self._batches.knows(topic):
+            self._batches.add_topic(topic, await self._pub._partitions(topic, self._budget))
+        headers = [
+            (H_TYPE, alert_type.encode()),
+            (H_ORIGIN, self._origin),
+            (H_ALERT_ID, alert_id.encode()),
+            (H_SIGNATURE, signature),
+            (H_KEY_ID, self._key_id),
+        ]
+        self._pub._check_size(alert_id, key, value, headers)
+        self._batches.add(topic, key, value, headers, key_hash=key_hash)
+        self._alert_ids.append(alert_id)
+
+    async def publish(self) -> list[PublishResult]:
+        """Send every batch, wait until Kafka acknowledged them all, and say where each went."""
+        count = len(self._alert_ids)
+        if not count:
+            return []
+        pub, budget = self._pub, self._budget
+        pub._check_started()
+        laid_out = self._batches.by_partition()
+        deliveries = await budget(
+            asyncio.gather(*(pub._send_batches(t, p, b) for (t, p), b in laid_out.items())),
+            f"Handing {count} alert(s) to the producer",
+        )
+        acknowledged = await budget(
+            asyncio.gather(*(d for partition in deliveries for d in partition)),
+            f"Waiting for Kafka to acknowledge {count} alert(s)",
+        )
+        base_offsets: dict[tuple[str, int], list[int]] = {tp: [] for tp in laid_out}
+        for md in acknowledged:
+            base_offsets[(md.topic, md.partition)].append(md.offset)
+        offsets = self._batches.offsets(base_offsets)
+        return [
+            PublishResult(uuid.UUID(alert_id), placed.topic, placed.partition, offset)
+            for alert_id, placed, offset in zip(
+                self._alert_ids, self._batches.placements, offsets, strict=True
+            )
+        ]

@@ -60,6 +60,9 @@ class BusSettings(BaseSettings):
     connect_timeout_ms: int = Field(default=15_000, gt=0)
     linger_ms: int = Field(default=5, ge=0)
     max_batch_size_bytes: int = Field(default=256 * 1024, gt=0)
+    #: Worker processes a publisher starts to prepare (validate, encode, sign) the alerts of a
+    #: large ``publish_many`` alongside its own process; 0 prepares them all in that process.
+    publish_workers: int = Field(default=0, ge=0, le=64)
 
     # Consumers.
     session_timeout_ms: int = Field(default=10_000, gt=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -212,3 +213,57 @@ async def test_connecting_to_no_broker_fails_with_a_clear_error(
     with pytest.raises(KafkaError, match="Kafka"):
         async with Publisher(s, origin="rs"):
             pass
+
+
+async def test_publishing_with_workers_stores_what_one_process_stores(
+    settings: BusSettings, country_keys: Path
+) -> None:
+    # The same alerts published by a publisher alone and by one with two preparing workers:
+    # the same records (key, value, headers, signature) at the same partitions and offsets.
+    kinds = ("trafficking-arrest", "irregular-crossing")
+    alerts = [make_alert(kinds[i % 2], "rs", case_ref=f"RS-CASE-{i % 53}") for i in range(2500)]
+    given: list[Any] = [a if i % 2 else {**a.to_avro(), "alert_type": a.alert_type}
+                        for i, a in enumerate(alerts)]  # fmt: skip
+    stored: dict[int, dict[tuple[int, int], tuple[Any, ...]]] = {}
+    reported: dict[int, list[tuple[str, int, int]]] = {}
+    for workers in (0, 2):
+        each = prefixed(settings).model_copy(
+            update={"max_batch_size_bytes": 32 * 1024, "publish_workers": workers}
+        )
+        topics = [each.topics.ingress("rs", kind) for kind in kinds]
+        await create_topics(each, *topics, partitions=5)
+        async with Publisher(each, origin="rs") as pub:
+            assert len(pub.worker_pids) == workers
+            results = await pub.publish_many(given)
+        assert [r.alert_id for r in results] == [a.alert_id for a in alerts]
+        reported[workers] = [(r.topic.rpartition(".")[2], r.partition, r.offset) for r in results]
+        stored[workers] = {
+            (kinds.index(topic.rpartition(".")[2]), r.partition, r.offset): (
+                r.key,
+                r.value,
+                tuple(r.headers),
+            )
+            for topic in topics
+            for r in await read_to_end(each, topic)
+        }
+    assert len(stored[2]) == len(alerts)
+    assert stored[2] == stored[0]
+    assert reported[2] == reported[0]
+
+
+async def test_publishing_with_workers_sends_nothing_when_one_alert_is_invalid(
+    settings: BusSettings, country_keys: Path
+) -> None:
+    settings = prefixed(settings).model_copy(update={"publish_workers": 1})
+    topics = await ingress_topics(settings, ("rs",))
+    alerts: list[Any] = [make_alert(ALERT_TYPES[i % len(ALERT_TYPES)], "rs") for i in range(3000)]
+    bad = example_json("readmission") | {"alert_type": "readmission"}
+    alerts[2100] = {**bad, "header": {**bad["header"], "occurred_at": "yesterday"}}
+    async with Publisher(settings, origin="rs") as pub:
+        with pytest.raises(ValidationError, match=r"header\.occurred_at"):
+            await pub.publish_many(alerts)
+        for topic in topics:
+            assert await read_to_end(settings, topic) == []
+        del alerts[2100]
+        results = await pub.publish_many(alerts)  # still usable, workers and all
+    assert len({(r.topic, r.partition, r.offset) for r in results}) == 2999

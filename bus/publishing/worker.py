@@ -1,0 +1,57 @@
+"""A process that prepares alerts for a publisher: ``python -m bus.publishing.worker``.
+
+    python -m bus.publishing.worker <origin> <keys_dir> <schemas_dir>
+
+Started by ``PreparingPool``, never by hand. It loads the schemas and the origin's signing key
+itself, answers ``("ready", pid)`` (or ``("fatal", message)`` when it cannot), then reads
+frames ``(seq, alerts)`` from stdin and answers each with ``(seq, ready, failure)`` on stdout
+(``prepare_chunk``), until stdin closes (``bus.publishing.frames``).
+Stray output of any library goes to stderr, never into the frames.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from bus.publishing import frames
+
+
+def main(argv: list[str]) -> int:
+    # The publishing process decides when this one ends (it closes stdin); a Ctrl-C in its
+    # terminal reaches both, and only the publisher should act on it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    frames_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # print() can no longer break a frame
+    frames_in = sys.stdin.buffer
+    try:
+        origin, keys_dir, schemas_dir = argv
+    except ValueError:
+        usage = "usage: python -m bus.publishing.worker ORIGIN KEYS_DIR SCHEMAS_DIR"
+        frames.write(frames_out, ("fatal", usage))
+        return 2
+    from pathlib import Path
+
+    from bus.codec import AlertCodec
+    from bus.errors import BusError
+    from bus.keys import Signer
+    from bus.publishing.ready import prepare_chunk
+    from bus.schemas import SchemaRegistry
+
+    try:
+        codec = AlertCodec(SchemaRegistry.load(Path(schemas_dir)))
+        signer = Signer.load(Path(keys_dir), origin)
+    except BusError as exc:
+        frames.write(frames_out, ("fatal", str(exc)))
+        return 1
+    frames.write(frames_out, ("ready", os.getpid()))
+    while (frame := frames.read(frames_in)) is not None:
+        seq, items = frame
+        ready, failure = prepare_chunk(items, codec, signer, origin)
+        frames.write(frames_out, (seq, ready, failure))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
