@@ -1,9 +1,11 @@
 """Publisher throughput against raw aiokafka and FastStream, in one run on the same broker.
 
-    .venv/bin/python bench/publish.py [--count 50000] [--profile publisher.prof]
+    .venv/bin/python bench/publish.py [--count 50000] [--rounds 3] [--warmup 2000]
+                                     [--workers N] [--profile publisher.prof]
 
 Three producers, one after the other, all idempotent with acks=all and the same linger and
-batch size, each waiting until Kafka acknowledged every record:
+batch size, each waiting until Kafka acknowledged every record, each timed after a warm-up
+of its own (a first send learns the topics; the broker and the codec warm up too):
 
 - raw aiokafka: pre-made records of the same shape (pre-encoded values of the same sizes, the
   same keys, the five contract headers), one ``send`` each: the floor of the client's cost;
@@ -11,13 +13,15 @@ batch size, each waiting until Kafka acknowledged every record:
   as JSON (FastStream's own serialisation), unsigned, pipelined (``no_confirm``, then gather);
 - ``Publisher.publish_many`` taking the same dicts: validated (pydantic), encoded (Avro),
   signed (Ed25519) and produced, first in one process (``BUS_PUBLISH_WORKERS=0``, the
-  default), then with ``--workers`` preparing processes (``BUS_PUBLISH_WORKERS``, default 2).
+  default), then with ``--workers`` preparing processes (``BUS_PUBLISH_WORKERS``; default one
+  less than the cores).
 
-For each it prints alerts per second and the CPU time per alert of this process and of the
-publisher's workers (the broker's is not counted). The ratio lines are the Publisher with
-workers; the one-process figures follow them. ``--profile`` writes a cProfile of the
-one-process run. Uses BUS_BOOTSTRAP_SERVERS, or starts the local broker when nothing listens
-there.
+The four run in turn, ``--rounds`` times, so that a slow spell of the machine hits each. For
+each it prints the median alerts per second (and the range) and the CPU time per alert of this
+process and of the publisher's workers (the broker's is not counted). The ratio lines are the
+Publisher with workers; the one-process figures follow them. ``--profile`` writes a cProfile of
+the one-process run (the last round's). Uses BUS_BOOTSTRAP_SERVERS, or starts the local broker
+when nothing listens there.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import cProfile
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -88,7 +93,9 @@ class Timed:
         self.cpu = time.process_time() + cpu_of(self.workers) - self.cpu
 
 
-async def raw_aiokafka(settings: BusSettings, topic: str, values: list[bytes]) -> Timed:
+async def raw_aiokafka(
+    settings: BusSettings, topic: str, values: list[bytes], warmup: int
+) -> Timed:
     """The same records on the wire (key, value size, the contract's five headers), pre-made."""
     producer = make_producer(settings, client_suffix="bench-raw")
     headers = [
@@ -99,6 +106,9 @@ async def raw_aiokafka(settings: BusSettings, topic: str, values: list[bytes]) -
     keys = [f"RS-BENCH-{i}".encode() for i in range(len(values))]
     await producer.start()
     try:
+        warm = [await producer.send(topic, value=v, key=k, headers=headers)
+                for k, v in zip(keys[:warmup], values[:warmup], strict=True)]  # fmt: skip
+        await asyncio.gather(*warm)
         with Timed() as timed:
             futures = [
                 await producer.send(topic, value=v, key=k, headers=headers)
@@ -110,7 +120,9 @@ async def raw_aiokafka(settings: BusSettings, topic: str, values: list[bytes]) -
         await producer.stop()
 
 
-async def faststream(settings: BusSettings, alerts: list[dict[str, object]]) -> Timed:
+async def faststream(
+    settings: BusSettings, alerts: list[dict[str, object]], warmup: list[dict[str, object]]
+) -> Timed:
     """The same models, validated the same way, published by FastStream as JSON."""
     from faststream.kafka import KafkaBroker
 
@@ -122,29 +134,38 @@ async def faststream(settings: BusSettings, alerts: list[dict[str, object]]) -> 
         max_batch_size=settings.max_batch_size_bytes,
     )
     await broker.start()
+
+    async def publish_all(alerts: list[dict[str, object]]) -> None:
+        futures = []
+        for data in alerts:
+            alert = parse_alert(data)
+            topic = settings.topics.ingress(alert.origin, alert.alert_type)
+            futures.append(
+                await broker.publish(
+                    alert, topic, key=alert.record_key, no_confirm=True,
+                    headers={"bus-type": alert.alert_type, "bus-origin": alert.origin,
+                             "bus-alert-id": str(alert.alert_id)},
+                )
+            )  # fmt: skip
+        await asyncio.gather(*futures)
+
     try:
+        await publish_all(warmup)
         with Timed() as timed:
-            futures = []
-            for data in alerts:
-                alert = parse_alert(data)
-                topic = settings.topics.ingress(alert.origin, alert.alert_type)
-                futures.append(
-                    await broker.publish(
-                        alert, topic, key=alert.record_key, no_confirm=True,
-                        headers={"bus-type": alert.alert_type, "bus-origin": alert.origin,
-                                 "bus-alert-id": str(alert.alert_id)},
-                    )
-                )  # fmt: skip
-            await asyncio.gather(*futures)
+            await publish_all(alerts)
         return timed
     finally:
         await broker.stop()
 
 
 async def bus_publisher(
-    settings: BusSettings, alerts: list[dict[str, object]], profile: str | None = None
+    settings: BusSettings,
+    alerts: list[dict[str, object]],
+    warmup: list[dict[str, object]],
+    profile: str | None = None,
 ) -> Timed:
     async with Publisher(settings, origin="rs") as pub:
+        await pub.publish_many(warmup)
         profiler = cProfile.Profile() if profile else None
         with Timed(pub.worker_pids) as timed:
             if profiler:
@@ -157,10 +178,14 @@ async def bus_publisher(
         return timed
 
 
-def report(name: str, count: int, timed: Timed) -> float:
-    rate = count / timed.wall
-    print(f"{name:14s} {rate:10,.0f} alerts/s  ({timed.wall:.2f} s)  "
-          f"CPU {timed.cpu / count * 1e6:6.1f} µs/alert")  # fmt: skip
+def report(name: str, count: int, rounds: list[Timed]) -> float:
+    """Print the median round's rate (and the range), and its CPU per alert; return the rate."""
+    rates = sorted(count / t.wall for t in rounds)
+    cpu = statistics.median(t.cpu for t in rounds)
+    rate = statistics.median(rates)
+    spread = f" ({rates[0]:,.0f}-{rates[-1]:,.0f})" if len(rates) > 1 else ""
+    print(f"{name:14s} {rate:10,.0f} alerts/s{spread}  "
+          f"CPU {cpu / count * 1e6:6.1f} µs/alert")  # fmt: skip
     return rate
 
 
@@ -173,8 +198,16 @@ async def main() -> None:
         default=max(1, (os.cpu_count() or 2) - 1),
         help="BUS_PUBLISH_WORKERS of the second Publisher run (default: one less than the cores)",
     )
-    parser.add_argument("--profile", help="write a cProfile of the one-process run to this file")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each, one after the other; the median"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2000, help="alerts each client sends before it is timed"
+    )
+    parser.add_argument("--profile", help="write a cProfile of the one-process runs to this file")
     args = parser.parse_args()
+    if not 0 <= args.warmup <= args.count or args.rounds < 1:
+        parser.error("--warmup is between 0 and --count, --rounds at least 1")
     configure_logging("WARNING", "console")
     keys = Path(tempfile.mkdtemp(prefix="bench-keys-"))
     atexit.register(shutil.rmtree, keys, True)  # its private keys leave with the run
@@ -186,6 +219,7 @@ async def main() -> None:
         LocalKafka(settings).start()
 
     alerts = sample_dicts(args.count)
+    warmup = sample_dicts(args.warmup)
     async with Publisher(settings, origin="rs") as pub:
         sizes = [len(pub.prepare(dict(a))[1]) for a in alerts[: len(ALERT_TYPES)]]
     values = [b"\xc3\x01" + bytes(sizes[i % len(sizes)] - 2) for i in range(args.count)]
@@ -197,15 +231,18 @@ async def main() -> None:
         )
     print(f"{args.count} alerts, values of {min(sizes)}-{max(sizes)} bytes, "
           f"broker {settings.bootstrap_servers}")  # fmt: skip
-    raw_rate = report("raw aiokafka", args.count, await raw_aiokafka(settings, raw_topic, values))
-    fs_rate = report("FastStream", args.count, await faststream(settings, alerts))
-    one_rate = report(
-        "bus Publisher", args.count, await bus_publisher(settings, alerts, args.profile)
-    )
     with_workers = settings.model_copy(update={"publish_workers": args.workers})
-    bus_rate = report(
-        f"  +{args.workers} workers", args.count, await bus_publisher(with_workers, alerts)
-    )
+    runs: dict[str, list[Timed]] = {"raw": [], "fs": [], "one": [], "workers": []}
+    for _ in range(args.rounds):  # each round in turn, so a slow spell of the machine hits all
+        runs["raw"].append(await raw_aiokafka(settings, raw_topic, values, args.warmup))
+        runs["fs"].append(await faststream(settings, alerts, warmup))
+        runs["one"].append(await bus_publisher(settings, alerts, warmup, args.profile))
+        runs["workers"].append(await bus_publisher(with_workers, alerts, warmup))
+    print(f"median of {args.rounds} round(s), each after {args.warmup} alerts of warm-up:")
+    raw_rate = report("raw aiokafka", args.count, runs["raw"])
+    fs_rate = report("FastStream", args.count, runs["fs"])
+    one_rate = report("bus Publisher", args.count, runs["one"])
+    bus_rate = report(f"  +{args.workers} workers", args.count, runs["workers"])
     print(f"ratio Publisher/raw = {bus_rate / raw_rate:.2f}")
     print(f"ratio Publisher/FastStream = {bus_rate / fs_rate:.2f}")
     print(f"(in one process: Publisher/raw = {one_rate / raw_rate:.2f}, "

@@ -267,7 +267,15 @@ class _Generator:
             to_long = self._from_model(
                 pad, "if v.__class__ is not int:", "    v = (v - EPOCH) // MILLISECOND"
             )
-            return [*to_long, f"{pad}write_long(out, v)"]
+            # One byte for -64..63 (counts, small numbers) without a call; write_long's own
+            # first step, so anything else (a bool, a float) fares as it would there.
+            return [
+                *to_long,
+                f"{pad}if -64 <= v <= 63:",
+                f"{pad}    out.append((v << 1) ^ (v >> 63))",
+                f"{pad}else:",
+                f"{pad}    write_long(out, v)",
+            ]
         if schema == "boolean":
             return [f"{pad}out.append(1 if v else 0)"]
         if schema == "double":

@@ -13,8 +13,10 @@ wait of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -311,10 +313,30 @@ class _Layout:
         base_offsets: dict[tuple[str, int], list[int]] = {tp: [] for tp in laid_out}
         for md in acknowledged:
             base_offsets[(md.topic, md.partition)].append(md.offset)
-        offsets = self._batches.offsets(base_offsets)
-        return [
-            PublishResult(uuid.UUID(alert_id), placed.topic, placed.partition, offset)
-            for alert_id, placed, offset in zip(
-                self._alert_ids, self._batches.placements, offsets, strict=True
-            )
-        ]
+        with _collector_paused():  # see there
+            offsets = self._batches.offsets(base_offsets)
+            return [
+                PublishResult(uuid.UUID(alert_id), placed.topic, placed.partition, offset)
+                for alert_id, placed, offset in zip(
+                    self._alert_ids, self._batches.placements, offsets, strict=True
+                )
+            ]
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Hold off Python's cycle collector while a call's results are made.
+
+    A call of many alerts makes two objects per alert that all live on (a ``PublishResult`` and
+    its ``UUID``), which sets off a full collection walking every object of the process, the
+    caller's alerts too: measured with 50,000 alerts, two thirds of the time the results
+    took went to that walk. These objects hold no cycles; the collector runs again right after.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

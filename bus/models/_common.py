@@ -54,6 +54,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: ``2014-07-29T10:15:00Z``, with milliseconds or microseconds or neither.
+_PLAIN_UTC = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3}(?:[0-9]{3})?)?Z"
+)
 
 
 def _epoch_millis(value: Any) -> Any:
@@ -63,6 +67,13 @@ def _epoch_millis(value: Any) -> Any:
     # guessed at; ISO 8601 strings and datetimes go on to pydantic. The messages leave out the
     # value: it may be personal data.
     if type(value) is str and ":" in value:  # an ISO 8601 timestamp; no number holds a ":"
+        if _PLAIN_UTC.fullmatch(value):
+            # The common form, as systems write it: read here, a fifth of pydantic's time
+            # with the normalising after it. Any other (or an impossible date) goes on.
+            try:
+                return datetime.fromisoformat(value)  # aware, its tzinfo is UTC
+            except ValueError:
+                pass
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         try:
