@@ -11,6 +11,7 @@ Stray output of any library goes to stderr, never into the frames.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -45,11 +46,20 @@ def main(argv: list[str]) -> int:
     except BusError as exc:
         frames.write(frames_out, ("fatal", str(exc)))
         return 1
+    # This process holds only a chunk at a time, and a chunk's objects die with it: the cycle
+    # collector runs between chunks, on what is young, instead of in the middle of one
+    # (about 3 % of the time here), and on everything every hundred chunks.
+    gc.freeze()  # the schemas, writers and modules loaded above stay: never walk them
+    gc.disable()
+    chunks = 0
     frames.write(frames_out, ("ready", os.getpid()))
     while (frame := frames.read(frames_in)) is not None:
         seq, items = frame
         ready, failure = prepare_chunk(items, codec, signer, origin)
         frames.write(frames_out, (seq, ready, failure))
+        del frame, items, ready, failure
+        chunks += 1
+        gc.collect(2 if chunks % 100 == 0 else 1)
     return 0
 
 
