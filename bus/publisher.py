@@ -206,11 +206,9 @@ class Publisher:
             alerts = alerts if isinstance(alerts, Sequence) else list(alerts)
         if self._pool is not None and len(alerts) >= PARALLEL_FROM:  # type: ignore[arg-type]
             async for chunk in self._pool.prepare(alerts, self._ready):  # type: ignore[arg-type]
-                for ready in chunk:
-                    await layout.add(ready)
+                await layout.add(chunk)
         else:
-            for alert in alerts:
-                await layout.add(self._ready(alert))
+            await layout.add(self._ready(alert) for alert in alerts)
         return await layout.publish()
 
     async def publish_prepared(self, prepared: Sequence[PreparedAlert]) -> list[PublishResult]:
@@ -221,8 +219,7 @@ class Publisher:
         """
         self._check_started()
         layout = _Layout(self)
-        for alert, value, signature in prepared:
-            await layout.add(Ready.of(alert, value, signature))
+        await layout.add(Ready.of(alert, value, signature) for alert, value, signature in prepared)
         return await layout.publish()
 
     def _check_size(self, alert_id: str, key: bytes, value: bytes, headers: list[Any]) -> None:
@@ -231,8 +228,6 @@ class Publisher:
         ``send`` checks this for each record; a batch is checked by nobody before the broker.
         """
         limit: int = self._producer._max_request_size
-        if len(value) + len(key) + 1024 < limit:  # the record's framing is far below 1 KiB
-            return
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
         if size > limit:
             raise KafkaError(
@@ -277,22 +272,34 @@ class _Layout:
         self._key_id = publisher._signer.key_id.encode()
         self._origin = publisher.origin.encode()
         self._alert_ids: list[str] = []
+        self._kinds: dict[str, tuple[str, tuple[str, bytes]]] = {}  # alert type -> topic, header
 
-    async def add(self, ready: Ready) -> None:
-        alert_type, alert_id, key, value, signature, key_hash = ready
+    async def add(self, ready: Iterable[Ready]) -> None:
+        """Lay out these alerts, in order, after those laid out before."""
+        pub, batches, alert_ids = self._pub, self._batches, self._alert_ids
+        limit: int = pub._producer._max_request_size
+        origin, key_id = (H_ORIGIN, self._origin), (H_KEY_ID, self._key_id)
+        kinds = self._kinds
+        for alert_type, alert_id, key, value, signature, key_hash in ready:
+            kind = kinds.get(alert_type)
+            if kind is None:
+                kind = kinds[alert_type] = await self._learn(alert_type)
+            topic, type_header = kind
+            headers = [
+                type_header, origin, (H_ALERT_ID, alert_id.encode()), (H_SIGNATURE, signature),
+                key_id,
+            ]  # fmt: skip
+            if len(value) + len(key) + 1024 >= limit:  # the record's framing is far below 1 KiB
+                pub._check_size(alert_id, key, value, headers)
+            batches.add(topic, key, value, headers, key_hash=key_hash)
+            alert_ids.append(alert_id)
+
+    async def _learn(self, alert_type: str) -> tuple[str, tuple[str, bytes]]:
+        """The topic of ``alert_type`` (its partitions learnt) and its type header."""
         topic = self._pub._topic(alert_type)
         if not self._batches.knows(topic):
             self._batches.add_topic(topic, await self._pub._partitions(topic, self._budget))
-        headers = [
-            (H_TYPE, alert_type.encode()),
-            (H_ORIGIN, self._origin),
-            (H_ALERT_ID, alert_id.encode()),
-            (H_SIGNATURE, signature),
-            (H_KEY_ID, self._key_id),
-        ]
-        self._pub._check_size(alert_id, key, value, headers)
-        self._batches.add(topic, key, value, headers, key_hash=key_hash)
-        self._alert_ids.append(alert_id)
+        return topic, (H_TYPE, alert_type.encode())
 
     async def publish(self) -> list[PublishResult]:
         """Send every batch, wait until Kafka acknowledged them all, and say where each went."""

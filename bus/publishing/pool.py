@@ -45,7 +45,7 @@ ChunkResult = tuple[list[Ready], ChunkFailure | None]
 #: enough that a frame's cost is small.
 CHUNK = 250
 #: Chunks a worker is handed before it answered the first: one to work on, one in the pipe.
-AHEAD = 2
+AHEAD = 4
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 _F_SETPIPE_SZ = 1031  # Linux: widen a pipe (up to /proc/sys/fs/pipe-max-size, 1 MiB by default)
