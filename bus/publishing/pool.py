@@ -14,7 +14,7 @@ preparing this process's share (the pipes are also widened where Linux allows). 
 exits, or that does not answer, fails its pending chunks with ``WorkerLost`` and takes no more;
 this process then prepares those chunks itself.
 
-``prepare`` keeps each worker two chunks ahead and, whenever the next chunk in order is not back
+``prepare`` keeps each worker four chunks ahead and, whenever the next chunk in order is not back
 yet, prepares the next unassigned chunk in this process, so the work spreads by itself over
 the cores there are, whatever else runs on them.
 """
@@ -44,7 +44,8 @@ ChunkResult = tuple[list[Ready], ChunkFailure | None]
 #: Alerts per chunk: small enough that work spreads evenly and laying out starts early, large
 #: enough that a frame's cost is small.
 CHUNK = 250
-#: Chunks a worker is handed before it answered the first: one to work on, one in the pipe.
+#: Chunks a worker holds unanswered: enough that it never waits for the next while this process
+#: is busy preparing its own share (its pipe threads then wait their turn for the interpreter).
 AHEAD = 4
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
