@@ -95,6 +95,11 @@ class Signer:
         # libsodium's secret key (seed, then public key), handed to crypto_sign directly.
         self._secret = bytes(private_key) + bytes(private_key.verify_key)
 
+    @property
+    def public_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key of this signer."""
+        return self._secret[32:]
+
     @classmethod
     def load(cls, keys_dir: Path, key_id: str) -> Signer:
         path = keys_dir / f"{check_key_id(key_id)}.key"

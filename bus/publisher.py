@@ -92,7 +92,10 @@ class Publisher:
         if settings.publish_workers:
             if signer is None and codec is None:
                 self._pool = PreparingPool(
-                    settings, origin=self.origin, workers=settings.publish_workers
+                    settings,
+                    origin=self.origin,
+                    workers=settings.publish_workers,
+                    public_key=self._signer.public_key,
                 )
             else:
                 self._log.info(
@@ -199,11 +202,14 @@ class Publisher:
         cannot be publishes nothing; the error is the first such alert's, as if they were
         prepared one by one. Raises ``PublishTimeout`` once the call has waited
         ``BUS_PUBLISH_TIMEOUT_MS`` for Kafka in all (preparing the alerts does not count).
+
+        With preparing workers, ``alerts`` is read whole before any is prepared (unless it is a
+        list or a tuple), so an error raised by a generator itself comes before any alert's.
         """
         self._check_started()
         layout = _Layout(self)
-        if self._pool is not None:
-            alerts = alerts if isinstance(alerts, Sequence) else list(alerts)
+        if self._pool is not None and not isinstance(alerts, list | tuple):
+            alerts = list(alerts)  # read whole first: see above
         if self._pool is not None and len(alerts) >= PARALLEL_FROM:  # type: ignore[arg-type]
             async for chunk in self._pool.prepare(alerts, self._ready):  # type: ignore[arg-type]
                 await layout.add(chunk)

@@ -57,10 +57,6 @@ class WorkerLost(BusError):
     """A preparing worker exited or stopped answering; its chunks are prepared elsewhere."""
 
 
-class _NotSent(Exception):
-    """A chunk could not be put in a frame (it holds something pickle refuses)."""
-
-
 def _widen(pipe: IO[bytes] | None) -> None:
     if pipe is None or not sys.platform.startswith("linux"):
         return
@@ -73,13 +69,14 @@ def _widen(pipe: IO[bytes] | None) -> None:
 class _Worker:
     """One worker process, its two pipe threads, and the chunks it owes an answer for."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], log: Any) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], log: Any, public_key: bytes) -> None:
         self.proc = proc
         self.log = log
+        self.public_key = public_key  # the publisher's: the worker must sign with this one
         self.loop = asyncio.get_running_loop()
         self.closing = False
         self.lost: str | None = None
-        self.pending: dict[int, asyncio.Future[ChunkResult]] = {}
+        self.pending: dict[int, asyncio.Future[ChunkResult | None]] = {}
         self.ready: asyncio.Future[int] = self.loop.create_future()
         self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         _widen(proc.stdin)
@@ -108,10 +105,13 @@ class _Worker:
         stdout = self.proc.stdout
         assert stdout is not None
         try:
+            if stdout.read(len(frames.MAGIC)) != frames.MAGIC:
+                why = "it wrote something else than its frames first (a sitecustomize printing?)"
+                self._from_thread(self._lose, why)
+                return
             while (message := frames.read(stdout)) is not None:
                 self._from_thread(self._deliver, message)
         except Exception as exc:  # a frame that does not unpickle: the worker is not ours
-            self.proc.kill()
             self._from_thread(self._lose, f"it sent an unreadable frame ({type(exc).__name__})")
             return
         code = self.proc.wait()
@@ -122,20 +122,28 @@ class _Worker:
             self.loop.call_soon_threadsafe(callback, arg)
 
     def _deliver(self, message: Any) -> None:
-        if not self.ready.done():
-            kind, detail = message
-            if kind == "ready":
-                self.ready.set_result(detail)
-            else:
-                self._lose(f"it could not start: {detail}")
-            return
-        seq, ready, failure = message
-        future = self.pending.pop(seq, None)
-        if future is not None and not future.done():
-            future.set_result((ready, failure))
+        kind = message[0]
+        if kind == "done":
+            _, seq, ready, failure = message
+            future = self.pending.pop(seq, None)
+            if future is not None and not future.done():
+                future.set_result(None if ready is None else (ready, failure))
+        elif kind == "ready":
+            _, pid, public_key = message
+            if public_key != self.public_key:
+                self._lose(
+                    "it loaded another public key than the publisher's (the key file changed "
+                    "in between?); restart the publisher"
+                )
+            elif not self.ready.done():
+                self.ready.set_result(pid)
+        elif kind == "fatal":
+            self._lose(f"it could not start: {message[1]}")
+        else:
+            self._lose(f"it sent a frame of an unknown kind {kind!r}")
 
-    def send(self, seq: int, frame: bytes) -> asyncio.Future[ChunkResult]:
-        future: asyncio.Future[ChunkResult] = self.loop.create_future()
+    def send(self, seq: int, frame: bytes) -> asyncio.Future[ChunkResult | None]:
+        future: asyncio.Future[ChunkResult | None] = self.loop.create_future()
         if self.lost is not None:
             future.set_exception(self._error())
         else:
@@ -157,39 +165,50 @@ class _Worker:
             if not future.done():
                 future.set_exception(self._error())
         self.pending.clear()
+        self.kill()
+
+    def kill(self) -> None:
         self.outbox.put(None)
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
 
 
-class PreparingPool:
-    """``workers`` processes that validate, encode and sign chunks of alerts for ``origin``."""
+def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # A fork and an exec, as asyncio's own subprocess starts them: not worth a thread, and a
+    # thread could leave a process nobody tracks if the start is cancelled meanwhile.
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
-    def __init__(self, settings: BusSettings, *, origin: str, workers: int) -> None:
+
+class PreparingPool:
+    """``workers`` processes that validate, encode and sign chunks of alerts for ``origin``.
+
+    ``public_key`` is the publisher's own: a worker that loads another key is not used.
+    """
+
+    def __init__(
+        self, settings: BusSettings, *, origin: str, workers: int, public_key: bytes
+    ) -> None:
         if workers < 1:
             raise ValueError("a preparing pool needs at least one worker")
         self._settings = settings
         self._origin = origin
         self._size = workers
+        self._public_key = public_key
         self._workers: list[_Worker] = []
         self._seq = 0
         self._log = get_logger("publisher", origin=origin)
 
     @property
     def pids(self) -> list[int]:
-        return [w.proc.pid for w in self._workers]
+        """The process ids of the workers in use (a lost one is left out until replaced)."""
+        return [w.proc.pid for w in self._workers if w.lost is None]
 
     @property
     def size(self) -> int:
         return self._size
 
-    async def start(self) -> None:
-        """Start the workers and wait until each loaded the schemas and the signing key.
-
-        Bounded by ``BUS_CONNECT_TIMEOUT_MS``. Raises ``ConfigError`` naming what a worker could
-        not do (a key it cannot read, say), after stopping the others.
-        """
+    def _command(self) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
@@ -198,46 +217,68 @@ class PreparingPool:
             sys.executable, "-m", "bus.publishing.worker", self._origin,
             str(self._settings.keys_dir.resolve()), str(self._settings.schemas_dir.resolve()),
         ]  # fmt: skip
+        return command, env
+
+    async def _started(self, count: int) -> list[_Worker]:
+        """``count`` new workers, each ready; raises ``ConfigError`` (none left running)."""
+        command, env = self._command()
         timeout = self._settings.connect_timeout_ms / 1000
+        workers: list[_Worker] = []
         try:
-            for _ in range(self._size):
-                proc = await asyncio.to_thread(
-                    subprocess.Popen,
-                    command,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    env=env,
-                )
-                self._workers.append(_Worker(proc, self._log))
+            for _ in range(count):
+                workers.append(_Worker(_spawn(command, env), self._log, self._public_key))
             async with asyncio.timeout(timeout):
-                await asyncio.gather(*(w.ready for w in self._workers))
+                await asyncio.gather(*(w.ready for w in workers))
         except TimeoutError:
-            await self.close()
+            _kill(workers)
             raise ConfigError(
-                f"The publisher's {self._size} preparing worker(s) did not start within "
+                f"{count} preparing worker(s) of the publisher did not start within "
                 f"{timeout:.0f} s (BUS_CONNECT_TIMEOUT_MS); set BUS_PUBLISH_WORKERS=0 to prepare "
                 "alerts in the publishing process"
             ) from None
         except (WorkerLost, OSError) as exc:
-            await self.close()
+            _kill(workers)
             raise ConfigError(f"A preparing worker could not start: {exc}") from exc
+        except BaseException:  # cancelled: nothing may be left running
+            _kill(workers)
+            raise
+        return workers
+
+    async def start(self) -> None:
+        """Start the workers and wait until each loaded the schemas and the signing key.
+
+        Bounded by ``BUS_CONNECT_TIMEOUT_MS``. Raises ``ConfigError`` naming what a worker could
+        not do (a key it cannot read, say), with no worker left running.
+        """
+        self._workers = await self._started(self._size)
         self._log.info("publish_workers_started", workers=self._size, pids=self.pids)
 
-    def usable(self, index: int) -> bool:
-        return index < len(self._workers) and self._workers[index].lost is None
+    async def _replace_lost(self) -> None:
+        """Start a new worker for each one lost (logged; without it if that fails too)."""
+        lost = [w for w in self._workers if w.lost is not None]
+        if not lost:
+            return
+        try:
+            new = await self._started(len(lost))
+        except ConfigError as exc:
+            self._log.warning("publish_workers_not_replaced", error=str(exc))
+            return
+        self._workers = [w for w in self._workers if w.lost is None] + new
+        self._log.info("publish_workers_replaced", pids=[w.proc.pid for w in new])
 
     def submit(
-        self, index: int, items: Sequence[Alert | Mapping[str, Any]]
-    ) -> asyncio.Future[ChunkResult]:
-        """Hand ``items`` to worker ``index``; the future gives ``(ready, failure)``."""
+        self, worker: _Worker, items: Sequence[Alert | Mapping[str, Any]]
+    ) -> asyncio.Future[ChunkResult | None]:
+        """Hand ``items`` to ``worker``; the future gives ``(ready, failure)``, or None when the
+        worker could not read them (this process prepares them then)."""
         self._seq += 1
         try:
-            frame = frames.encode((self._seq, items))
-        except Exception as exc:  # something pickle refuses: this process prepares the chunk
-            future: asyncio.Future[ChunkResult] = asyncio.get_running_loop().create_future()
-            future.set_exception(_NotSent(f"{type(exc).__name__}: {exc}"))
+            frame = frames.chunk(self._seq, items)
+        except Exception:  # something pickle refuses: this process prepares the chunk
+            future: asyncio.Future[ChunkResult | None] = asyncio.get_running_loop().create_future()
+            future.set_result(None)
             return future
-        return self._workers[index].send(self._seq, frame)
+        return worker.send(self._seq, frame)
 
     async def prepare(
         self,
@@ -249,26 +290,29 @@ class PreparingPool:
         ``here`` prepares one alert in this process and raises what is wrong with it. The first
         alert that cannot be prepared raises its error once every chunk before it was given
         out, as if the alerts were prepared one by one. A worker lost, or silent for
-        ``BUS_PUBLISH_TIMEOUT_MS`` on a chunk, leaves its chunks to ``here``.
+        ``BUS_PUBLISH_TIMEOUT_MS`` from the time this call waits for its chunk, leaves its
+        chunks to ``here``, and is replaced at the start of the next call.
         """
-        size = min(CHUNK, -(-len(alerts) // (len(self._workers) + 1)))
+        await self._replace_lost()
+        workers = [w for w in self._workers if w.lost is None]
+        size = min(CHUNK, -(-len(alerts) // (len(workers) + 1)))
         chunks = [alerts[i : i + size] for i in range(0, len(alerts), size)]
-        owner: dict[int, int] = {}  # chunk -> the worker preparing it
-        given: dict[int, asyncio.Future[ChunkResult]] = {}
+        owner: dict[int, _Worker] = {}  # chunk -> the worker preparing it
+        given: dict[int, asyncio.Future[ChunkResult | None]] = {}  # handed out, not laid out
+        working: dict[int, list[asyncio.Future[ChunkResult | None]]] = {id(w): [] for w in workers}
         done_here: dict[int, list[Ready] | BaseException] = {}
-        unassigned = 0
+        unassigned = 0  # chunks before this one are a worker's or done here
         wait_s = self._settings.publish_timeout_ms / 1000
 
         def hand_out() -> None:
+            """Keep every worker ``AHEAD`` chunks from idle (a chunk answered is not work)."""
             nonlocal unassigned
-            for index, worker in enumerate(self._workers):
-                while (
-                    unassigned < len(chunks)
-                    and worker.lost is None
-                    and sum(1 for c, w in owner.items() if w == index and c in given) < AHEAD
-                ):
-                    owner[unassigned] = index
-                    given[unassigned] = self.submit(index, chunks[unassigned])
+            for worker in workers:
+                busy = working[id(worker)] = [f for f in working[id(worker)] if not f.done()]
+                while unassigned < len(chunks) and worker.lost is None and len(busy) < AHEAD:
+                    owner[unassigned] = worker
+                    given[unassigned] = future = self.submit(worker, chunks[unassigned])
+                    busy.append(future)
                     unassigned += 1
 
         def here_all(chunk: Sequence[Alert | Mapping[str, Any]]) -> list[Ready] | BaseException:
@@ -278,20 +322,23 @@ class PreparingPool:
                 return exc
 
         try:
-            for turn, chunk in enumerate(chunks):
+            for turn in range(len(chunks)):
                 hand_out()
-                future = given.get(turn)
+                future = given.pop(turn, None)
+                # Rather than wait for a worker, prepare the next chunk nobody has.
                 while future is not None and not future.done() and unassigned < len(chunks):
-                    done_here[unassigned] = here_all(chunks[unassigned])  # instead of waiting
+                    done_here[unassigned] = here_all(chunks[unassigned])
                     unassigned += 1
                     await asyncio.sleep(0)  # the answers that came meanwhile land
+                    hand_out()
                 if turn in done_here:
                     outcome = done_here.pop(turn)
-                elif future is None:
-                    outcome = here_all(chunk)
-                else:
-                    del given[turn]
+                elif future is not None:
+                    chunk = chunks[turn]
                     outcome = await self._answer(owner[turn], future, wait_s, chunk, here_all)
+                else:  # no worker could take it (all lost)
+                    unassigned = max(unassigned, turn + 1)
+                    outcome = here_all(chunks[turn])
                 if isinstance(outcome, BaseException):
                     raise outcome
                 yield outcome
@@ -301,27 +348,25 @@ class PreparingPool:
 
     async def _answer(
         self,
-        index: int,
-        future: asyncio.Future[ChunkResult],
+        worker: _Worker,
+        future: asyncio.Future[ChunkResult | None],
         wait_s: float,
         chunk: Sequence[Alert | Mapping[str, Any]],
         here_all: Callable[[Sequence[Alert | Mapping[str, Any]]], list[Ready] | BaseException],
     ) -> list[Ready] | BaseException:
-        """What worker ``index`` made of ``chunk``, or what this process does when it fails."""
+        """What ``worker`` made of ``chunk``, or what this process does when it fails."""
         try:
             async with asyncio.timeout(wait_s):
-                ready, failure = await future
+                answer = await future
         except TimeoutError:
-            self.give_up(index, f"no answer on a chunk within {wait_s:.0f} s")
-        except (WorkerLost, _NotSent):
-            pass  # a lost worker was logged once; this process prepares the chunk
+            worker._lose(f"no answer on a chunk within {wait_s:.0f} s")
+        except WorkerLost:
+            pass  # logged once by the worker; this process prepares the chunk
         else:
-            return failure.exception() if failure is not None else ready
+            if answer is not None:
+                ready, failure = answer
+                return failure.exception() if failure is not None else ready
         return here_all(chunk)
-
-    def give_up(self, index: int, why: str) -> None:
-        """Stop using worker ``index`` (it did not answer in time): kill it, fail its chunks."""
-        self._workers[index]._lose(why)
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Close each worker's input and wait for it to end (killed after ``grace_s``)."""
@@ -344,3 +389,9 @@ class PreparingPool:
             for future in worker.pending.values():
                 if not future.done():
                     future.set_exception(WorkerLost("The preparing pool closed"))
+
+
+def _kill(workers: list[_Worker]) -> None:
+    for worker in workers:
+        worker.closing = True
+        worker.kill()

@@ -70,6 +70,12 @@ def parse_alert(data: Mapping[str, Any], alert_type: str | None = None) -> Alert
     The type comes from ``alert_type`` or from the dict's ``alert_type`` key. A problem raises
     ``ValidationError`` naming the field, e.g. ``header.occurred_at``.
     """
+    if not isinstance(data, Mapping):
+        raise ValidationError(
+            "An alert is a mapping of its fields (as in examples/alerts/) or an alert model; "
+            f"got {_kind(data)}",
+            field="(alert)",
+        )
     body = dict(data)
     declared = body.pop("alert_type", None)
     kind = alert_type or declared

@@ -3,9 +3,9 @@
     python -m bus.publishing.worker <origin> <keys_dir> <schemas_dir>
 
 Started by ``PreparingPool``, never by hand. It loads the schemas and the origin's signing key
-itself, answers ``("ready", pid)`` (or ``("fatal", message)`` when it cannot), then reads
-frames ``(seq, alerts)`` from stdin and answers each with ``(seq, ready, failure)`` on stdout
-(``prepare_chunk``), until stdin closes (``bus.publishing.frames``).
+itself, says so (with its public key, which the publisher checks against its own), then
+prepares each chunk of alerts it reads from stdin and answers on stdout (``prepare_chunk``),
+until stdin closes. The frames are in ``bus.publishing.frames``.
 Stray output of any library goes to stderr, never into the frames.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pickle
 import signal
 import sys
 
@@ -25,6 +26,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     frames_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # print() can no longer break a frame
+    frames_out.write(frames.MAGIC)
     frames_in = sys.stdin.buffer
     try:
         origin, keys_dir, schemas_dir = argv
@@ -52,12 +54,17 @@ def main(argv: list[str]) -> int:
     gc.freeze()  # the schemas, writers and modules loaded above stay: never walk them
     gc.disable()
     chunks = 0
-    frames.write(frames_out, ("ready", os.getpid()))
-    while (frame := frames.read(frames_in)) is not None:
-        seq, items = frame
+    frames.write(frames_out, ("ready", os.getpid(), signer.public_key))
+    while (body := frames.read_body(frames_in)) is not None:
+        (seq,) = frames.SEQ.unpack_from(body)
+        try:
+            items = pickle.loads(memoryview(body)[frames.SEQ.size :])
+        except Exception:  # e.g. a class only the publisher's own program knows
+            frames.write(frames_out, ("done", seq, None, None))
+            continue
         ready, failure = prepare_chunk(items, codec, signer, origin)
-        frames.write(frames_out, (seq, ready, failure))
-        del frame, items, ready, failure
+        frames.write(frames_out, ("done", seq, ready, failure))
+        del body, items, ready, failure
         chunks += 1
         gc.collect(2 if chunks % 100 == 0 else 1)
     return 0

@@ -11,6 +11,7 @@ import asyncio
 import io
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,14 @@ def here(settings: BusSettings) -> Any:
     return lambda alert: make_ready(alert, codec, signer, "rs")
 
 
+def make_pool(settings: BusSettings, workers: int = 2) -> PreparingPool:
+    key = Signer.load(settings.keys_dir, "rs").public_key
+    return PreparingPool(settings, origin="rs", workers=workers, public_key=key)
+
+
 @pytest.fixture
 async def pool(settings: BusSettings) -> AsyncIterator[PreparingPool]:
-    pool = PreparingPool(settings, origin="rs", workers=2)
+    pool = make_pool(settings)
     await pool.start()
     try:
         yield pool
@@ -122,7 +128,7 @@ async def test_the_first_alert_that_cannot_be_prepared_is_the_error(
     # The pool is still whole: a refused call leaves no chunk behind to be answered later.
     alerts[1400] = make_alert("readmission", "rs")
     assert await prepare_all(pool, alerts, here) == [here(a) for a in alerts]
-    assert all(pool.usable(i) for i in range(2))
+    assert len(pool.pids) == 2
 
 
 async def test_an_alert_that_cannot_cross_a_pipe_is_prepared_here(
@@ -143,9 +149,9 @@ async def test_a_worker_that_dies_or_hangs_costs_time_never_an_alert(
     settings: BusSettings, here: Any, stop: str
 ) -> None:
     settings = settings.model_copy(update={"publish_timeout_ms": 2000})
-    pool = PreparingPool(settings, origin="rs", workers=2)
+    pool = make_pool(settings)
     await pool.start()
-    victim = pool.pids[0]
+    victim, other = pool.pids
     try:
         os.kill(victim, signal.SIGKILL if stop == "kill" else signal.SIGSTOP)
         alerts = some_alerts(1500)
@@ -155,16 +161,19 @@ async def test_a_worker_that_dies_or_hangs_costs_time_never_an_alert(
         lost = [e for e in logs if e["event"] == "publish_worker_lost"]
         assert len(lost) == 1
         assert lost[0]["pid"] == victim
-        assert not pool.usable(0)
-        assert pool.usable(1)
+        assert pool.pids == [other]
         # The frozen one was killed: nothing is left behind, stopped or not.
         for _ in range(50):
             if not _alive(victim):
                 break
             await asyncio.sleep(0.1)
         assert not _alive(victim)
-        # The next call does without it.
-        assert await prepare_all(pool, alerts[:1000], here) == prepared[:1000]
+        # The next call starts a worker in its place first.
+        with capture_logs() as logs:
+            assert await prepare_all(pool, alerts[:1000], here) == prepared[:1000]
+        assert [e["event"] for e in logs] == ["publish_workers_replaced"]
+        assert len(pool.pids) == 2
+        assert victim not in pool.pids
     finally:
         await pool.close()
 
@@ -181,7 +190,7 @@ def _alive(pid: int) -> bool:
 async def test_a_worker_that_cannot_load_the_key_fails_the_start_naming_it(
     offline_settings: BusSettings,
 ) -> None:
-    pool = PreparingPool(offline_settings, origin="rs", workers=2)  # no key for rs
+    pool = PreparingPool(offline_settings, origin="rs", workers=2, public_key=bytes(32))
     with pytest.raises(ConfigError, match=r"could not start.*rs") as caught:
         await pool.start()
     assert "BEGIN" not in str(caught.value)
@@ -189,9 +198,109 @@ async def test_a_worker_that_cannot_load_the_key_fails_the_start_naming_it(
 
 
 async def test_closing_ends_every_worker(settings: BusSettings) -> None:
-    pool = PreparingPool(settings, origin="rs", workers=2)
+    pool = make_pool(settings)
     await pool.start()
     pids = pool.pids
     assert all(_alive(pid) for pid in pids)
     await pool.close()
     assert not any(_alive(pid) for pid in pids)
+
+
+async def test_what_is_not_an_alert_is_a_validation_error_whoever_prepares_it(
+    pool: PreparingPool, here: Any
+) -> None:
+    for junk in (None, 5, "an alert", ["a", "list"]):
+        alerts = some_alerts(1500)
+        alerts[800] = junk  # type: ignore[call-overload]
+        with pytest.raises(ValidationError, match="mapping of its fields") as caught:
+            await prepare_all(pool, alerts, here)
+        assert caught.value.field == "(alert)"
+        with pytest.raises(ValidationError, match="mapping of its fields"):
+            here(junk)
+
+
+class AlertDict(dict[str, Any]):
+    """A mapping type only this process knows (as a class of a caller's own script is)."""
+
+
+async def test_an_alert_a_worker_cannot_read_is_prepared_here(
+    pool: PreparingPool, here: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pickled as __main__.AlertDict: the workers' __main__ has no such class, so they cannot
+    # unpickle a chunk holding one. They say so and live on; this process prepares the chunk.
+    monkeypatch.setattr(AlertDict, "__module__", "__main__")
+    monkeypatch.setattr(sys.modules["__main__"], "AlertDict", AlertDict, raising=False)
+    alerts = some_alerts(1500)
+    alerts = [AlertDict(a) if isinstance(a, dict) and i > 1000 else a for i, a in enumerate(alerts)]
+    pids = pool.pids
+    with capture_logs() as logs:
+        prepared = await prepare_all(pool, alerts, here)
+    assert prepared == [here(a) for a in alerts]
+    assert pool.pids == pids
+    assert logs == []
+
+
+async def test_closing_the_pool_under_a_call_leaves_the_call_to_this_process(
+    settings: BusSettings, here: Any
+) -> None:
+    settings = settings.model_copy(update={"publish_timeout_ms": 1000})
+    pool = make_pool(settings)
+    await pool.start()
+    os.kill(pool.pids[0], signal.SIGSTOP)  # it will not answer: close() waits for it
+    alerts = some_alerts(3000)
+    call = asyncio.create_task(prepare_all(pool, alerts, here))
+    await asyncio.sleep(0.05)
+    await pool.close(grace_s=2)
+    assert await call == [here(a) for a in alerts]
+
+
+def _workers_of_this_process() -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"bus.publishing" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+async def test_a_start_cancelled_leaves_no_worker_running(settings: BusSettings) -> None:
+    for delay in (0, 0.01, 0.2):
+        pool = make_pool(settings)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.start(), delay)
+        for _ in range(50):
+            if not _workers_of_this_process():
+                break
+            await asyncio.sleep(0.1)
+        assert _workers_of_this_process() == []
+        await pool.close()
+
+
+async def test_a_worker_with_another_key_than_the_publishers_is_refused(
+    settings: BusSettings, tmp_path: Path
+) -> None:
+    # The key file was replaced after the publisher loaded its key: its workers would sign
+    # with another key than the one it signs with.
+    generate_keypair(tmp_path, "rs")
+    other = Signer.load(tmp_path, "rs").public_key
+    pool = PreparingPool(settings, origin="rs", workers=1, public_key=other)
+    with pytest.raises(ConfigError, match="another public key"):
+        await pool.start()
+    assert _workers_of_this_process() == []
+
+
+async def test_a_worker_whose_output_starts_with_noise_is_refused_at_once(
+    settings: BusSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text("print('hello from sitecustomize')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    settings = settings.model_copy(update={"connect_timeout_ms": 60_000})
+    pool = make_pool(settings, workers=1)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ConfigError, match="something else than its frames"):
+        await pool.start()
+    assert asyncio.get_running_loop().time() - started < 30  # not the whole timeout
