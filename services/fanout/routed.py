@@ -175,24 +175,31 @@ class Routed:
     def __len__(self) -> int:
         if self._db is None:
             return 0
-        (count,) = self._db.execute("SELECT count(*) FROM routed").fetchone()
+        try:
+            (count,) = self._db.execute("SELECT count(*) FROM routed").fetchone()
+        except sqlite3.Error as exc:
+            raise self._failed("read", exc) from exc
         return int(count)
 
     def recipients(self, origin: str, alert_id: str) -> tuple[str, ...] | None:
         """Who received ``origin``'s alert ``alert_id``, or None if it was never routed."""
-        row = (
-            self._open()
-            .execute(
+        db = self._open()
+        try:
+            row = db.execute(
                 "SELECT list FROM routed WHERE alert_id = ? AND origin = ?", (alert_id, origin)
-            )
-            .fetchone()
-        )
-        return None if row is None else self._partners_of(row[0])
+            ).fetchone()
+            return None if row is None else self._partners_of(row[0])
+        except sqlite3.Error as exc:
+            raise self._failed("read", exc) from exc
 
     def origins(self, alert_id: str) -> set[str]:
         """Every origin that has an alert with this id."""
-        rows = self._open().execute("SELECT origin FROM routed WHERE alert_id = ?", (alert_id,))
-        return {origin for (origin,) in rows}
+        db = self._open()
+        try:
+            rows = db.execute("SELECT origin FROM routed WHERE alert_id = ?", (alert_id,))
+            return {origin for (origin,) in rows}
+        except sqlite3.Error as exc:
+            raise self._failed("read", exc) from exc
 
     def _partners_of(self, list_id: int) -> tuple[str, ...]:
         partners = self._partners.get(list_id)
@@ -214,16 +221,19 @@ class Routed:
         """Record (origin, alert id, recipients) entries in one SQLite transaction; an entry
         replaces what the store held for its (origin, alert id)."""
         db = self._open()
-        rows = [(a, o, self._list_id(db, r)) for o, a, r in entries]
         try:
+            rows = [(a, o, self._list_id(db, r)) for o, a, r in entries]
             db.execute("BEGIN")
             db.executemany("INSERT OR REPLACE INTO routed VALUES (?, ?, ?)", rows)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StateStoreError(
-                f"Could not write the fan-out's state file {self.path} ({exc}); the fan-out "
-                "stops, and rebuilds the file from bus.fanout.state when started again"
-            ) from exc
+            raise self._failed("write", exc) from exc
+
+    def _failed(self, doing: str, exc: sqlite3.Error) -> StateStoreError:
+        return StateStoreError(
+            f"Could not {doing} the fan-out's state file {self.path} ({exc}); the fan-out "
+            "stops, and rebuilds the file from bus.fanout.state when started again"
+        )
 
     def _list_id(self, db: sqlite3.Connection, recipients: Iterable[str]) -> int:
         """The number of this recipient list, stored once as comma-separated partner ids

@@ -146,6 +146,27 @@ def test_a_directory_that_cannot_hold_the_file_is_named(tmp_path: Path) -> None:
         Routed(blocker).recipients("rs", AID)
 
 
+def test_a_state_file_that_fails_under_the_fan_out_is_named_on_read_and_write(
+    tmp_path: Path,
+) -> None:
+    # SQLite's own errors (a disk gone bad, a file closed under it) reach the fan-out as a
+    # StateStoreError naming the file, whichever call meets them.
+    with Routed(tmp_path) as routed:
+        routed.add("rs", AID, ["mk"])
+        assert routed._db is not None
+        routed._db.close()  # the file fails under the fan-out
+        calls = {
+            "recipients": lambda: routed.recipients("rs", AID),
+            "origins": lambda: routed.origins(AID),
+            "len": lambda: len(routed),
+            "add": lambda: routed.add("rs", str(uuid.uuid4()), ["al"]),
+        }
+        for name, call in calls.items():
+            with pytest.raises(StateStoreError, match=r"routed-.*sqlite3.*rebuilds") as caught:
+                call()
+            assert ("write" if name == "add" else "read") in str(caught.value), name
+
+
 async def test_a_restore_folds_the_changelog_and_skips_what_does_not_parse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
