@@ -208,13 +208,13 @@ class Publisher:
         """
         self._check_started()
         layout = _Layout(self)
-        if self._pool is not None and not isinstance(alerts, list | tuple):
-            alerts = list(alerts)  # read whole first: see above
-        if self._pool is not None and len(alerts) >= PARALLEL_FROM:  # type: ignore[arg-type]
-            async for chunk in self._pool.prepare(alerts, self._ready):  # type: ignore[arg-type]
-                await layout.add(chunk)
-        else:
-            await layout.add(self._ready(alert) for alert in alerts)
+        if self._pool is not None:
+            alerts = alerts if isinstance(alerts, list | tuple) else list(alerts)  # see above
+            if len(alerts) >= PARALLEL_FROM:
+                async for chunk in self._pool.prepare(alerts, self._ready):
+                    await layout.add(chunk)
+                return await layout.publish()
+        await layout.add(self._ready(alert) for alert in alerts)
         return await layout.publish()
 
     async def publish_prepared(self, prepared: Sequence[PreparedAlert]) -> list[PublishResult]:

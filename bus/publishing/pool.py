@@ -1,7 +1,7 @@
 """Worker processes that prepare alerts for one publisher.
 
-    pool = PreparingPool(settings, origin="rs", workers=2)
-    await pool.start()                      # returns once every worker loaded its key
+    pool = PreparingPool(settings, origin="rs", workers=2, public_key=signer.public_key)
+    await pool.start()                      # returns once every worker loaded that key
     async for ready in pool.prepare(alerts, prepare_here):
         ...                                 # each chunk's Ready records, in the alerts' order
     await pool.close()
@@ -203,10 +203,6 @@ class PreparingPool:
     def pids(self) -> list[int]:
         """The process ids of the workers in use (a lost one is left out until replaced)."""
         return [w.proc.pid for w in self._workers if w.lost is None]
-
-    @property
-    def size(self) -> int:
-        return self._size
 
     def _command(self) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ)
