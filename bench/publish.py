@@ -18,10 +18,10 @@ of its own (a first send learns the topics; the broker and the codec warm up too
 
 The four run in turn, ``--rounds`` times, so that a slow spell of the machine hits each. For
 each it prints the median alerts per second (and the range) and the CPU time per alert of this
-process and of the publisher's workers (the broker's is not counted). The ratio lines are the
-Publisher with workers; the one-process figures follow them. ``--profile`` writes a cProfile of
-the one-process run (the last round's). Uses BUS_BOOTSTRAP_SERVERS, or starts the local broker
-when nothing listens there.
+process and of the publisher's workers (the broker's is not counted). It ends with the two ratio
+lines, of the Publisher with workers; the one-process ratios come just before them.
+``--profile`` writes a cProfile of the one-process run (the last round's). Uses
+BUS_BOOTSTRAP_SERVERS, or starts the local broker when nothing listens there.
 """
 
 from __future__ import annotations
@@ -243,10 +243,10 @@ async def main() -> None:
     fs_rate = report("FastStream", args.count, runs["fs"])
     one_rate = report("bus Publisher", args.count, runs["one"])
     bus_rate = report(f"  +{args.workers} workers", args.count, runs["workers"])
-    print(f"ratio Publisher/raw = {bus_rate / raw_rate:.2f}")
-    print(f"ratio Publisher/FastStream = {bus_rate / fs_rate:.2f}")
     print(f"(in one process: Publisher/raw = {one_rate / raw_rate:.2f}, "
           f"Publisher/FastStream = {one_rate / fs_rate:.2f})")  # fmt: skip
+    print(f"ratio Publisher/raw = {bus_rate / raw_rate:.2f}")
+    print(f"ratio Publisher/FastStream = {bus_rate / fs_rate:.2f}")
 
 
 if __name__ == "__main__":
