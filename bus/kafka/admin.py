@@ -171,9 +171,11 @@ class Admin:
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> list[str]:
         """Create the topics that do not exist yet; return the names created.
 
-        Returns once every partition of every topic created has a leader: a client that
-        produces to a topic before that gets "not found in cluster metadata" and
-        ``NotLeaderForPartitionError`` and retries, noisily. Creates nothing while fewer brokers
+        Returns once every partition of every topic in ``specs`` has a leader serving it: a
+        client that produces to a topic before that gets "not found in cluster metadata" and
+        ``NotLeaderForPartitionError`` and retries, noisily. Topics that existed are waited for
+        too: a broker just restarted on its old data serves each partition only once it has
+        loaded it. Creates nothing while fewer brokers
         are up than a topic's replicas (``wait_for_brokers``): Kafka would refuse the topic, or
         worse, a caller would pick fewer replicas from what it sees.
         """
@@ -202,7 +204,9 @@ class Admin:
                     message = rest[0] if rest else ""
                     raise KafkaError(f"Creating topic {name} failed: error {code} {message}")
             created += [s.name for s in batch]
-        await self.wait_for_leaders({s.name: s.partitions for s in missing})
+        # An existing topic keeps the partitions it has, whatever the spec now says.
+        counts = {s.name: 0 if s.name in existing else s.partitions for s in specs}
+        await self.wait_for_leaders(counts)
         return created
 
     async def wait_for_leaders(self, partitions: dict[str, int]) -> None:
@@ -229,10 +233,10 @@ class Admin:
                 deadline = loop.time() + timeout_s
             elif loop.time() >= deadline:
                 raise KafkaError(
-                    f"Topic {min(pending)} was created, but not every one of its partitions has "
-                    f"a leader serving it after {self._settings.request_timeout_ms} ms without "
-                    f"progress ({len(pending)} topic(s) waiting); check the broker's log (`bus "
-                    "kafka status`), then run `bus topics apply` again"
+                    f"Topic {min(pending)}: not every one of its partitions has a leader serving "
+                    f"it after {self._settings.request_timeout_ms} ms without progress "
+                    f"({len(pending)} topic(s) waiting); check the broker's log (`bus kafka "
+                    "status`), then run `bus topics apply` again"
                 )
             await asyncio.sleep(0.05)  # a leader takes over within milliseconds
 
@@ -262,7 +266,7 @@ class Admin:
         """The topics among ``partitions`` whose every partition's leader serves it now."""
         described = await bounded(
             self._client.describe_topics(sorted(partitions)), self._settings.request_timeout_ms,
-            "Reading the leaders of new topics", timeout_error=KafkaError,
+            "Reading the topics' leaders", timeout_error=KafkaError,
         )  # fmt: skip
         led: set[str] = set()
         by_leader: dict[int, dict[str, list[tuple[int, int]]]] = {}
@@ -283,7 +287,7 @@ class Admin:
                 self._client._send_request_to_node(
                     leader, OffsetRequest(-1, 0, list(topics.items()))
                 ),
-                self._settings.request_timeout_ms, "Asking the leaders of new topics",
+                self._settings.request_timeout_ms, "Asking the topics' leaders",
                 timeout_error=KafkaError,
             )  # fmt: skip
             for name, answers in response.topics:
