@@ -208,6 +208,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = BusSettings(keys_dir=keys, topic_prefix=prefix, agreements=AGREEMENTS,
                            publish_timeout_ms=120_000)  # fmt: skip
+    try:
+        return await measure(args, settings, work, load_at_start)
+    finally:  # the run's topics go with it
+        async with Admin(settings) as admin:
+            await admin.delete_prefixed(prefix)
+
+
+async def measure(
+    args: argparse.Namespace, settings: BusSettings, work: Path, load_at_start: float
+) -> dict[str, Any]:
+    keys, prefix = settings.keys_dir, settings.topic_prefix
     topic = settings.topics.ingress("rs", "irregular-crossing")
     async with Admin(settings) as admin:
         await admin.ensure_topics([TopicSpec(topic, settings.topic_partitions, 1)])

@@ -229,24 +229,28 @@ async def main() -> None:
             [TopicSpec(raw_topic, 3, 1)]
             + [TopicSpec(settings.topics.ingress("rs", t), 3, 1) for t in ALERT_TYPES]
         )
-    print(f"{args.count} alerts, values of {min(sizes)}-{max(sizes)} bytes, "
-          f"broker {settings.bootstrap_servers}")  # fmt: skip
-    with_workers = settings.model_copy(update={"publish_workers": args.workers})
-    runs: dict[str, list[Timed]] = {"raw": [], "fs": [], "one": [], "workers": []}
-    for _ in range(args.rounds):  # each round in turn, so a slow spell of the machine hits all
-        runs["raw"].append(await raw_aiokafka(settings, raw_topic, values, args.warmup))
-        runs["fs"].append(await faststream(settings, alerts, warmup))
-        runs["one"].append(await bus_publisher(settings, alerts, warmup, args.profile))
-        runs["workers"].append(await bus_publisher(with_workers, alerts, warmup))
-    print(f"median of {args.rounds} round(s), each after {args.warmup} alerts of warm-up:")
-    raw_rate = report("raw aiokafka", args.count, runs["raw"])
-    fs_rate = report("FastStream", args.count, runs["fs"])
-    one_rate = report("bus Publisher", args.count, runs["one"])
-    bus_rate = report(f"  +{args.workers} workers", args.count, runs["workers"])
-    print(f"(in one process: Publisher/raw = {one_rate / raw_rate:.2f}, "
-          f"Publisher/FastStream = {one_rate / fs_rate:.2f})")  # fmt: skip
-    print(f"ratio Publisher/raw = {bus_rate / raw_rate:.2f}")
-    print(f"ratio Publisher/FastStream = {bus_rate / fs_rate:.2f}")
+    try:
+        print(f"{args.count} alerts, values of {min(sizes)}-{max(sizes)} bytes, "
+              f"broker {settings.bootstrap_servers}")  # fmt: skip
+        with_workers = settings.model_copy(update={"publish_workers": args.workers})
+        runs: dict[str, list[Timed]] = {"raw": [], "fs": [], "one": [], "workers": []}
+        for _ in range(args.rounds):  # each round in turn, so a slow spell of the machine hits all
+            runs["raw"].append(await raw_aiokafka(settings, raw_topic, values, args.warmup))
+            runs["fs"].append(await faststream(settings, alerts, warmup))
+            runs["one"].append(await bus_publisher(settings, alerts, warmup, args.profile))
+            runs["workers"].append(await bus_publisher(with_workers, alerts, warmup))
+        print(f"median of {args.rounds} round(s), each after {args.warmup} alerts of warm-up:")
+        raw_rate = report("raw aiokafka", args.count, runs["raw"])
+        fs_rate = report("FastStream", args.count, runs["fs"])
+        one_rate = report("bus Publisher", args.count, runs["one"])
+        bus_rate = report(f"  +{args.workers} workers", args.count, runs["workers"])
+        print(f"(in one process: Publisher/raw = {one_rate / raw_rate:.2f}, "
+              f"Publisher/FastStream = {one_rate / fs_rate:.2f})")  # fmt: skip
+        print(f"ratio Publisher/raw = {bus_rate / raw_rate:.2f}")
+        print(f"ratio Publisher/FastStream = {bus_rate / fs_rate:.2f}")
+    finally:  # the run's topics go with it: a default run writes about 650 MB into them
+        async with Admin(settings) as admin:
+            await admin.delete_prefixed(prefix)
 
 
 if __name__ == "__main__":

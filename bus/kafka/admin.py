@@ -79,6 +79,23 @@ class Admin:
         )  # fmt: skip
         return set(topics)
 
+    async def delete_prefixed(self, prefix: str) -> list[str]:
+        """Delete every topic whose name starts with ``prefix``; return the names deleted.
+
+        For throwaway topics (a benchmark's, under a prefix of its own), never the bus's: an
+        empty prefix is refused.
+        """
+        if not prefix:
+            raise ValueError("delete_prefixed needs a prefix: an empty one names every topic")
+        doomed = sorted(t for t in await self.list_topics() if t.startswith(prefix))
+        for i in range(0, len(doomed), 50):  # small batches, as when creating
+            await bounded(
+                self._client.delete_topics(doomed[i : i + 50], self._settings.request_timeout_ms),
+                self._settings.request_timeout_ms + 5000, "Deleting topics",
+                timeout_error=KafkaError,
+            )  # fmt: skip
+        return doomed
+
     async def _brokers_up(self) -> list[int]:
         """The ids of the brokers serving now: the metadata leaves out a fenced broker."""
         cluster = await bounded(

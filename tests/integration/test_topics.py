@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -71,3 +72,23 @@ async def test_existing_topics_are_served_when_ensure_topics_returns_on_a_restar
         assert served == {spec.name for spec in specs}
     finally:
         broker.stop()
+
+
+async def test_delete_prefixed_deletes_only_the_topics_under_its_prefix(
+    settings: BusSettings,
+) -> None:
+    throwaway, kept = prefixed(settings), prefixed(settings)
+    names = [throwaway.topics.ingress("rs", t) for t in ALERT_TYPES[:2]]
+    other = kept.topics.ingress("rs", ALERT_TYPES[0])
+    async with Admin(settings) as admin:
+        await admin.ensure_topics([TopicSpec(n, 1, 1) for n in [*names, other]])
+        assert await admin.delete_prefixed(throwaway.topic_prefix) == sorted(names)
+        for _ in range(100):  # the metadata a broker answers with may lag its deletion a moment
+            left = await admin.list_topics()
+            if not any(n in left for n in names):
+                break
+            await asyncio.sleep(0.1)
+        assert not any(n in left for n in names)
+        assert other in left
+        with pytest.raises(ValueError, match="needs a prefix"):
+            await admin.delete_prefixed("")
