@@ -192,9 +192,9 @@ class Admin:
         client that produces to a topic before that gets "not found in cluster metadata" and
         ``NotLeaderForPartitionError`` and retries, noisily. Topics that existed are waited for
         too: a broker just restarted on its old data serves each partition only once it has
-        loaded it. Creates nothing while fewer brokers
-        are up than a topic's replicas (``wait_for_brokers``): Kafka would refuse the topic, or
-        worse, a caller would pick fewer replicas from what it sees.
+        loaded it. Creates nothing while fewer brokers are up than a topic's replicas
+        (``wait_for_brokers``): Kafka would refuse the topic, or worse, a caller would pick fewer
+        replicas from what it sees.
         """
         specs = list(specs)
         existing = await self.list_topics()
