@@ -30,16 +30,27 @@ Headers = list[tuple[str, bytes]]
 def alert_headers(
     alert: Alert, signature: bytes, key_id: str, redacted: Sequence[str] = ()
 ) -> Headers:
-    headers: Headers = [
-        (H_TYPE, alert.alert_type.encode()),
-        (H_ORIGIN, alert.origin.encode()),
-        (H_ALERT_ID, str(alert.alert_id).encode()),
-        (H_SIGNATURE, signature),
-        (H_KEY_ID, key_id.encode()),
-    ]
+    headers = signed_headers(
+        alert.alert_type.encode(), alert.origin.encode(), str(alert.alert_id).encode(),
+        signature, key_id.encode(),
+    )  # fmt: skip
     if redacted:
         headers.append((H_REDACTED, ",".join(redacted).encode()))
     return headers
+
+
+def signed_headers(
+    alert_type: bytes, origin: bytes, alert_id: bytes, signature: bytes, key_id: bytes
+) -> Headers:
+    """An alert record's headers from their values, encoded already (a publisher laying out
+    many alerts of one origin encodes the origin and the key id once)."""
+    return [
+        (H_TYPE, alert_type),
+        (H_ORIGIN, origin),
+        (H_ALERT_ID, alert_id),
+        (H_SIGNATURE, signature),
+        (H_KEY_ID, key_id),
+    ]
 
 
 def notice_headers(notice: WithdrawalNotice | HitNotice, signature: bytes) -> Headers:

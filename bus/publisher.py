@@ -24,7 +24,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from bus.batching import PartitionBatches
 from bus.codec import AlertCodec
-from bus.envelope import H_ALERT_ID, H_KEY_ID, H_ORIGIN, H_SIGNATURE, H_TYPE, alert_headers
+from bus.envelope import alert_headers, signed_headers
 from bus.errors import BusError, KafkaError
 from bus.kafka import WaitBudget, bounded, make_producer, stop_client
 from bus.keys import Signer
@@ -278,34 +278,30 @@ class _Layout:
         self._key_id = publisher._signer.key_id.encode()
         self._origin = publisher.origin.encode()
         self._alert_ids: list[str] = []
-        self._kinds: dict[str, tuple[str, tuple[str, bytes]]] = {}  # alert type -> topic, header
+        self._kinds: dict[str, tuple[str, bytes]] = {}  # alert type -> its topic, its header value
 
     async def add(self, ready: Iterable[Ready]) -> None:
         """Lay out these alerts, in order, after those laid out before."""
         pub, batches, alert_ids = self._pub, self._batches, self._alert_ids
         limit: int = pub._producer._max_request_size
-        origin, key_id = (H_ORIGIN, self._origin), (H_KEY_ID, self._key_id)
-        kinds = self._kinds
+        origin, key_id, kinds = self._origin, self._key_id, self._kinds
         for alert_type, alert_id, key, value, signature, key_hash in ready:
             kind = kinds.get(alert_type)
             if kind is None:
                 kind = kinds[alert_type] = await self._learn(alert_type)
-            topic, type_header = kind
-            headers = [
-                type_header, origin, (H_ALERT_ID, alert_id.encode()), (H_SIGNATURE, signature),
-                key_id,
-            ]  # fmt: skip
+            topic, type_value = kind
+            headers = signed_headers(type_value, origin, alert_id.encode(), signature, key_id)
             if len(value) + len(key) + 1024 >= limit:  # the record's framing is far below 1 KiB
                 pub._check_size(alert_id, key, value, headers)
             batches.add(topic, key, value, headers, key_hash=key_hash)
             alert_ids.append(alert_id)
 
-    async def _learn(self, alert_type: str) -> tuple[str, tuple[str, bytes]]:
-        """The topic of ``alert_type`` (its partitions learnt) and its type header."""
+    async def _learn(self, alert_type: str) -> tuple[str, bytes]:
+        """The topic of ``alert_type`` (its partitions learnt) and its type header's value."""
         topic = self._pub._topic(alert_type)
         if not self._batches.knows(topic):
             self._batches.add_topic(topic, await self._pub._partitions(topic, self._budget))
-        return topic, (H_TYPE, alert_type.encode())
+        return topic, alert_type.encode()
 
     async def publish(self) -> list[PublishResult]:
         """Send every batch, wait until Kafka acknowledged them all, and say where each went."""
