@@ -31,7 +31,7 @@ from bus.keys import Signer
 from bus.logs import get_logger
 from bus.models import Alert
 from bus.publishing import PreparingPool, Ready, make_ready
-from bus.publishing.ready import check_origin, parse_alert
+from bus.publishing.ready import parse_alert, prepare_alert
 from bus.schemas import SchemaRegistry
 from bus.settings import BusSettings
 from bus.topics import check_country
@@ -139,11 +139,7 @@ class Publisher:
         Raises ``ValidationError`` or ``OriginMismatch``; pure and thread-safe, so a caller with
         many alerts may prepare them off the event loop.
         """
-        if not isinstance(alert, Alert):
-            alert = parse_alert(alert)
-        check_origin(alert, self.origin)
-        value = self._codec.encode(alert)
-        return PreparedAlert(alert, value, self._signer.sign(value))
+        return PreparedAlert(*prepare_alert(alert, self._codec, self._signer, self.origin))
 
     def _ready(self, alert: Alert | Mapping[str, Any]) -> Ready:
         return make_ready(alert, self._codec, self._signer, self.origin)

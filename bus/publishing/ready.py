@@ -119,14 +119,23 @@ def check_origin(alert: Alert, origin: str) -> None:
         )
 
 
-def make_ready(
+def prepare_alert(
     item: Alert | Mapping[str, Any], codec: AlertCodec, signer: Signer, origin: str
-) -> Ready:
-    """Validate, check the origin, encode and sign one alert; raises what the problem is."""
+) -> tuple[Alert, bytes, bytes]:
+    """Validate, check the origin, encode and sign one alert: (alert, value, signature).
+
+    Raises what the problem is (``ValidationError``, ``OriginMismatch``)."""
     alert = item if isinstance(item, Alert) else parse_alert(item)
     check_origin(alert, origin)
     value = codec.encode(alert)
-    return Ready.of(alert, value, signer.sign(value))
+    return alert, value, signer.sign(value)
+
+
+def make_ready(
+    item: Alert | Mapping[str, Any], codec: AlertCodec, signer: Signer, origin: str
+) -> Ready:
+    """``prepare_alert``, as the plain data its record needs."""
+    return Ready.of(*prepare_alert(item, codec, signer, origin))
 
 
 def prepare_chunk(
