@@ -54,6 +54,24 @@ def bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         broker.stop()
 
 
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A broker of the test's own, started, for a test that stops or restarts it: doing that to
+    the session's broker would harm every other test. Stopped after the test."""
+    broker = LocalKafka(
+        BusSettings(
+            kafka_data_dir=tmp_path / "own-kafka",
+            kafka_port=_free_port(),
+            kafka_controller_port=_free_port(),
+        )
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 #: Topic prefixes handed out during the running test; their topics are deleted after it.
 _PREFIXES: list[str] = []
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from bus import BusSettings
 from bus.kafka.local import LocalKafka
 from services.fanout.service import FanoutService
-from tests.integration.conftest import _free_port
 from tests.integration.fanout_support import (
     agreements_keys,
     check_inboxes,
@@ -35,46 +34,37 @@ async def _wait_routed(
 
 
 async def test_fanout_carries_on_after_the_broker_restarts(
-    settings: BusSettings, keys_dir: Path, tmp_path: Path
+    settings: BusSettings, keys_dir: Path, own_broker: LocalKafka
 ) -> None:
-    own = BusSettings(
-        kafka_data_dir=tmp_path / "kafka", kafka_port=_free_port(),
-        kafka_controller_port=_free_port(),
+    s = fanout_settings(settings).model_copy(
+        update={"bootstrap_servers": own_broker.bootstrap_servers, "request_timeout_ms": 5000,
+                "publish_timeout_ms": 10_000, "connect_timeout_ms": 5000}
     )  # fmt: skip
-    broker = LocalKafka(own)
-    broker.start()
-    try:
-        s = fanout_settings(settings).model_copy(
-            update={"bootstrap_servers": broker.bootstrap_servers, "request_timeout_ms": 5000,
-                    "publish_timeout_ms": 10_000, "connect_timeout_ms": 5000}
-        )  # fmt: skip
-        agreements_keys(keys_dir, AGREEMENTS)
-        await fanout_topics(s, AGREEMENTS)
-        before, after = (
-            varied_alerts(300, AGREEMENTS, seed=1),
-            varied_alerts(300, AGREEMENTS, seed=2),
-        )
-        service = FanoutService(s)
-        task = asyncio.create_task(service.run())
-        await service.wait_ready()
-        await publish_all(s, before)
-        await _wait_routed(service, task, len(before))
+    agreements_keys(keys_dir, AGREEMENTS)
+    await fanout_topics(s, AGREEMENTS)
+    before, after = (
+        varied_alerts(300, AGREEMENTS, seed=1),
+        varied_alerts(300, AGREEMENTS, seed=2),
+    )
+    service = FanoutService(s)
+    task = asyncio.create_task(service.run())
+    await service.wait_ready()
+    await publish_all(s, before)
+    await _wait_routed(service, task, len(before))
 
-        broker.stop()
-        await asyncio.sleep(2)  # the service now meets a dead broker
-        broker.start()
+    own_broker.stop()
+    await asyncio.sleep(2)  # the service now meets a dead broker
+    own_broker.start()
 
-        await publish_all(s, after)
-        await _wait_routed(service, task, len(before) + len(after), timeout_s=180)
-        # The same service, still running: whether its clients reconnected by themselves or a
-        # shard started a new session is the client library's timing, not the point.
-        assert not task.done()
-        service.stop()
-        await asyncio.wait_for(task, 60)
+    await publish_all(s, after)
+    await _wait_routed(service, task, len(before) + len(after), timeout_s=180)
+    # The same service, still running: whether its clients reconnected by themselves or a
+    # shard started a new session is the client library's timing, not the point.
+    assert not task.done()
+    service.stop()
+    await asyncio.wait_for(task, 60)
 
-        expected = expected_inboxes(before + after, AGREEMENTS)
-        total = sum(len(v) for v in expected.values())
-        actual = await read_inboxes(s, sorted(AGREEMENTS.partners), expect=total)
-        assert check_inboxes(actual, expected) == total
-    finally:
-        broker.stop()
+    expected = expected_inboxes(before + after, AGREEMENTS)
+    total = sum(len(v) for v in expected.values())
+    actual = await read_inboxes(s, sorted(AGREEMENTS.partners), expect=total)
+    assert check_inboxes(actual, expected) == total

@@ -171,37 +171,26 @@ async def test_publisher_refuses_another_countrys_alert_and_invalid_input(
 
 
 async def test_publish_times_out_instead_of_hanging_when_kafka_goes_down(
-    settings: BusSettings, country_keys: Path, tmp_path: Path
+    settings: BusSettings, country_keys: Path, own_broker: LocalKafka
 ) -> None:
-    # A broker of this test's own, so that stopping it harms no other test.
-    own = BusSettings(
-        kafka_data_dir=tmp_path / "kafka",
-        kafka_port=_free_port(),
-        kafka_controller_port=_free_port(),
+    s = settings.model_copy(
+        update={"bootstrap_servers": own_broker.bootstrap_servers, "publish_timeout_ms": 3000}
     )
-    broker = LocalKafka(own)
-    broker.start()
-    try:
-        s = settings.model_copy(
-            update={"bootstrap_servers": broker.bootstrap_servers, "publish_timeout_ms": 3000}
-        )
-        await create_topics(s, s.topics.ingress("rs", "readmission"))
-        async with Publisher(s, origin="rs") as pub:
-            await pub.publish(make_alert("readmission", "rs"))
-            broker.stop()
-            loop = asyncio.get_running_loop()
-            # The timeout bounds the whole call (handing over, then the acknowledgement), not
-            # each of its waits: a second of slack for a busy machine, not a second timeout.
-            for call in (
-                lambda: pub.publish(make_alert("readmission", "rs")),
-                lambda: pub.publish_many([make_alert("readmission", "rs") for _ in range(30)]),
-            ):
-                started = loop.time()
-                with pytest.raises(PublishTimeout, match="no answer from Kafka within 3000 ms"):
-                    await call()
-                assert loop.time() - started < 3 + 1
-    finally:
-        broker.stop()
+    await create_topics(s, s.topics.ingress("rs", "readmission"))
+    async with Publisher(s, origin="rs") as pub:
+        await pub.publish(make_alert("readmission", "rs"))
+        own_broker.stop()
+        loop = asyncio.get_running_loop()
+        # The timeout bounds the whole call (handing over, then the acknowledgement), not
+        # each of its waits: a second of slack for a busy machine, not a second timeout.
+        for call in (
+            lambda: pub.publish(make_alert("readmission", "rs")),
+            lambda: pub.publish_many([make_alert("readmission", "rs") for _ in range(30)]),
+        ):
+            started = loop.time()
+            with pytest.raises(PublishTimeout, match="no answer from Kafka within 3000 ms"):
+                await call()
+            assert loop.time() - started < 3 + 1
 
 
 async def test_connecting_to_no_broker_fails_with_a_clear_error(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,7 @@ from bus.kafka import Admin, make_producer, stop_client
 from bus.kafka.local import LocalKafka
 from bus.models import ALERT_TYPES
 from bus.topics import TopicSpec
-from tests.integration.conftest import _free_port, prefixed
+from tests.integration.conftest import prefixed
 
 
 async def test_every_new_partition_is_served_when_ensure_topics_returns(
@@ -47,31 +46,21 @@ async def test_every_new_partition_is_served_when_ensure_topics_returns(
 
 
 async def test_existing_topics_are_served_when_ensure_topics_returns_on_a_restarted_broker(
-    settings: BusSettings, tmp_path: Path
+    settings: BusSettings, own_broker: LocalKafka
 ) -> None:
     # A broker just restarted on its old data (`make demo` a second time) serves each partition
     # only once it has loaded it: until then clients meet NotLeaderForPartition and retry,
-    # noisily. A broker of this test's own, so that restarting it harms no other test.
-    own = BusSettings(
-        kafka_data_dir=tmp_path / "kafka",
-        kafka_port=_free_port(),
-        kafka_controller_port=_free_port(),
-    )
-    broker = LocalKafka(own)
-    broker.start()
-    try:
-        s = settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
-        specs = [TopicSpec(f"restarted.t{i}", 10, 1) for i in range(40)]  # 400 partitions
-        async with Admin(s) as admin:
-            assert len(await admin.ensure_topics(specs)) == len(specs)
-        broker.stop()
-        broker.start()
-        async with Admin(s) as admin:
-            assert await admin.ensure_topics(specs) == []  # nothing to create: still waited for
-            served = await admin._served({spec.name: 10 for spec in specs})
-        assert served == {spec.name for spec in specs}
-    finally:
-        broker.stop()
+    # noisily.
+    s = settings.model_copy(update={"bootstrap_servers": own_broker.bootstrap_servers})
+    specs = [TopicSpec(f"restarted.t{i}", 10, 1) for i in range(40)]  # 400 partitions
+    async with Admin(s) as admin:
+        assert len(await admin.ensure_topics(specs)) == len(specs)
+    own_broker.stop()
+    own_broker.start()
+    async with Admin(s) as admin:
+        assert await admin.ensure_topics(specs) == []  # nothing to create: still waited for
+        served = await admin._served({spec.name: 10 for spec in specs})
+    assert served == {spec.name for spec in specs}
 
 
 async def test_delete_prefixed_deletes_only_the_topics_under_its_prefix(
